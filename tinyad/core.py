@@ -1,0 +1,269 @@
+"""The tape: reverse-mode differentiation in one screen.
+
+A *primitive* is a function on raw arrays paired with one vjp per argument.
+While a function is traced, its inputs are wrapped in `Box`es; a primitive
+called on a Box runs on the raw values and appends one record to the Box's
+`Tape` (a Wengert list: primitive, inputs, output). `backward` walks that list
+once, last record first, turning the cotangent of each output into cotangents
+of its inputs with the primitive's vjp:
+
+    vjp(g, ans, *args, **kwargs) = gᵀ ∂ans/∂args[argnum]
+
+Higher order comes for free because vjps are written with tinyad's own
+primitives: while an outer tape is recording, `g`, `ans` and `args` are Boxes
+of that outer tape, so the backward pass of an inner tape is itself recorded.
+Each tape has a `level` (its nesting depth); a primitive records on the
+highest-level tape among its arguments and passes the rest through, which keeps
+nested tapes from confusing each other's values (perturbation confusion).
+
+This module knows nothing about numpy: arrays are anything with `.shape`,
+`.dtype`, `.sum` and `.reshape`; `tinyad.numpy` supplies the primitives and
+the Box's operators.
+"""
+
+from .backend import array_module
+
+__all__ = ["Box", "Tape", "primitive", "defvjp", "defvjp_argnum", "defvjp_all", "getval", "isbox"]
+
+
+class Tape:
+    """A Wengert list: `records[i] = (primitive, ans, args, kwargs, parents)`.
+
+    `parents` is a tuple of `(argnum, record index)` for the traced arguments;
+    inputs of the traced function are records whose primitive is None.
+    """
+
+    __slots__ = ("records", "level")
+
+    def __init__(self, level):
+        self.records = []
+        self.level = level
+
+    def record(self, prim, ans, args, kwargs, parents):
+        self.records.append((prim, ans, args, kwargs, parents))
+        return Box(ans, self, len(self.records) - 1)
+
+    def input(self, value):
+        """Start a trace from `value`: a record with no primitive."""
+        return self.record(None, value, (), {}, ())
+
+    # Printing, plotting and the memory count live in tinyad/trace.py.
+    def __str__(self):
+        from .trace import format_tape
+
+        return format_tape(self)
+
+    __repr__ = __str__
+
+    def plot(self, ax=None):
+        """Draw the graph with matplotlib; returns the Axes."""
+        from .trace import plot_tape
+
+        return plot_tape(self, ax)
+
+    def nbytes(self):
+        """Bytes the tape keeps alive for the backward pass (each array once)."""
+        from .trace import kept_bytes
+
+        return kept_bytes(self)
+
+
+class Box:
+    """A value being traced: `value` is the raw array (or a Box of an outer tape)."""
+
+    __slots__ = ("value", "tape", "index")
+
+    def __init__(self, value, tape, index):
+        self.value = value
+        self.tape = tape
+        self.index = index
+
+    def __repr__(self):
+        return f"Box({self.value!r}, level={self.tape.level})"
+
+    def __bool__(self):
+        return bool(self.value)
+
+    def __len__(self):
+        return len(self.value)
+
+    def __setitem__(self, key, value):
+        raise TypeError(
+            "in-place assignment into a traced array is not supported: the tape has "
+            "recorded this array, and changing it would make the gradient wrong. Build a "
+            "new array instead (np.where, np.concatenate, or x + np.zeros_like(x) tricks)."
+        )
+
+    def __float__(self):
+        raise TypeError(
+            "a traced value cannot be converted to a Python number (float(), int(), or a "
+            "math.* / raw numpy function was called on it): that would silently drop the "
+            "gradient. Use tinyad.numpy (import tinyad.numpy as np; np.sin, np.exp, ...)."
+        )
+
+    __int__ = __index__ = __complex__ = __float__
+
+
+def getval(x):
+    """The raw value under every Box."""
+    while type(x) is Box:
+        x = x.value
+    return x
+
+
+def isbox(x):
+    return type(x) is Box
+
+
+class Primitive:
+    # A function on raw arrays that records itself on the tape when given Boxes. (A comment, not
+    # a docstring: each instance carries its function's __doc__ in a slot.)
+
+    def __init__(self, fun):
+        self.fun = fun
+        self.name = self.__name__ = fun.__name__
+        self.vjps = {}
+        self.vjp_argnum = None  # fn(argnum, g, ans, *args, **kwargs), for variadic primitives
+        self.vjp_all = None  # fn(g, ans, *args, **kwargs) -> one cotangent per argument
+        self.__doc__ = fun.__doc__
+        self.__wrapped__ = fun
+
+    def __repr__(self):
+        return f"<primitive {self.name}>"
+
+    def __call__(self, *args, **kwargs):
+        tape = None
+        for x in args:
+            if type(x) is Box and (tape is None or x.tape.level > tape.level):
+                tape = x.tape
+        if tape is None:
+            return self.fun(*args, **kwargs)
+        raw = list(args)
+        parents = []
+        for i, x in enumerate(args):
+            if type(x) is Box and x.tape.level == tape.level:
+                if x.tape is not tape:
+                    raise ValueError(
+                        f"{self.name}: a traced value from a finished trace was used again; "
+                        "do not keep Boxes from inside grad/vjp after it returns"
+                    )
+                raw[i] = x.value
+                parents.append((i, x.index))
+        # Boxes of outer tapes are still inside `raw`: this call records on those.
+        ans = self(*raw, **kwargs)
+        return tape.record(self, ans, raw, kwargs, tuple(parents))
+
+    def vjp(self, argnum, g, ans, args, kwargs):
+        fn = self.vjps.get(argnum)
+        if fn is not None:
+            return fn(g, ans, *args, **kwargs)
+        if self.vjp_argnum is not None:
+            return self.vjp_argnum(argnum, g, ans, *args, **kwargs)
+        raise NotImplementedError(
+            f"the vjp of primitive '{self.name}' with respect to argument {argnum} is not "
+            f"defined; add it with tinyad.defvjp({self.name}, ...) or pass the argument as a "
+            "constant"
+        )
+
+
+def primitive(fun):
+    """Make `fun` (a function on raw arrays) a primitive that tinyad can trace."""
+    return Primitive(fun)
+
+
+def defvjp(prim, *vjps):
+    """Attach one vjp per positional argument: `vjp(g, ans, *args, **kwargs)`; None skips one."""
+    if not isinstance(prim, Primitive):
+        raise TypeError(f"defvjp expects a function decorated with @tinyad.primitive, got {prim!r}")
+    for argnum, fn in enumerate(vjps):
+        if fn is not None:
+            prim.vjps[argnum] = fn
+
+
+def defvjp_argnum(prim, fn):
+    """One vjp for every argument: `fn(argnum, g, ans, *args, **kwargs)` (variadic primitives)."""
+    prim.vjp_argnum = fn
+
+
+def defvjp_all(prim, fn):
+    """One call for all arguments: `fn(g, ans, *args, **kwargs)` returns a tuple of cotangents.
+
+    For primitives whose cotangents come out of one computation (the ODE adjoint).
+    """
+    prim.vjp_all = fn
+
+
+def backward(tape, out, g):
+    """Walk `tape` once in reverse from Box `out` with cotangent `g`.
+
+    Returns {record index: cotangent} for the tape's input records. Each
+    record's cotangent is dropped as soon as its vjps have used it.
+    """
+    records = tape.records
+    cts = {out.index: g}
+    inputs = {}
+    for i in range(out.index, -1, -1):
+        g = cts.pop(i, None)
+        if g is None:
+            continue
+        prim, ans, args, kwargs, parents = records[i]
+        if prim is None:
+            inputs[i] = g
+            continue
+        if prim.vjp_all is not None:
+            every = prim.vjp_all(g, ans, *args, **kwargs)
+        for argnum, parent in parents:
+            if prim.vjp_all is not None:
+                ct = every[argnum]
+            else:
+                ct = prim.vjp(argnum, g, ans, args, kwargs)
+            if ct is None:  # a vjp may say "zero" with None
+                continue
+            ct = fit_cotangent(ct, args[argnum], prim.name, argnum)
+            prev = cts.get(parent)
+            cts[parent] = ct if prev is None else prev + ct
+    return inputs
+
+
+def _shape(x):
+    return getattr(x, "shape", ())
+
+
+def _dtype(x):
+    x = getval(x)
+    dt = getattr(x, "dtype", None)
+    if dt is None:
+        return array_module(x).asarray(x).dtype
+    return dt
+
+
+def fit_cotangent(ct, x, name, argnum):
+    """The one place that undoes broadcasting and checks a vjp's result.
+
+    A vjp may return its cotangent at the broadcast output shape; it is summed
+    back to the argument's shape here and cast to the argument's float dtype.
+    """
+    shape, cshape = _shape(x), _shape(ct)
+    if cshape != shape:
+        lead = len(cshape) - len(shape)
+        if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, cshape[lead:])):
+            raise ValueError(
+                f"vjp of '{name}' for argument {argnum} returned shape {cshape}; expected the "
+                f"argument's shape {shape} (or one that broadcasts to it)"
+            )
+        axes = tuple(range(lead)) + tuple(
+            lead + k for k, n in enumerate(shape) if n == 1 and cshape[lead + k] != 1
+        )
+        if axes:
+            ct = ct.sum(axis=axes, keepdims=True)
+        ct = ct.reshape(shape)
+    xdt, cdt = _dtype(x), _dtype(ct)
+    if cdt != xdt:
+        if cdt.kind not in "fc" or (xdt.kind == "f" and cdt.kind == "c"):
+            raise ValueError(
+                f"vjp of '{name}' for argument {argnum} returned dtype {cdt}; expected a "
+                f"cotangent of the argument's dtype {xdt}"
+            )
+        if xdt.kind in "fc":
+            ct = ct.astype(xdt) if hasattr(ct, "astype") else array_module(x).asarray(ct, xdt)
+    return ct

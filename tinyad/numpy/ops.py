@@ -1,0 +1,1001 @@
+"""Every differentiable primitive of tinyad.numpy, each followed by its vjp.
+
+Read it as a table. A primitive is a numpy function run on raw arrays; its vjp
+turns the cotangent `g` of the output into the cotangent of one argument:
+
+    vjp(g, ans, *args, **kwargs) = gᵀ ∂ans/∂args[argnum]
+
+Three rules make the table short:
+
+- vjps are written with the primitives of this file (never raw numpy), so a
+  vjp is itself traced when an outer tape is recording: grad(grad(f)) needs no
+  extra code. Constants (shapes, masks of comparisons) are computed on raw values.
+- A vjp may return its cotangent at the broadcast output shape; the core sums
+  it back to the argument's shape (tinyad.core.fit_cotangent). So the vjps of
+  `x * y` are just `g * y` and `g * x`.
+- A vjp that returns None says "zero": piecewise-constant functions (sign,
+  floor, comparisons) pass no gradient.
+
+In a vjp, `x`, `ans` and `g` may be raw arrays, Python floats or Boxes of an
+outer tape: read shapes and dtypes with `_shape`/`_dtype`, which unbox.
+This module defines `sum`, `max`, `min`, `abs` and `round`: Python's own are
+spelled `builtins.sum` etc. here.
+"""
+
+import builtins
+import math
+
+import numpy as onp
+
+from ..backend import array_module
+from ..core import defvjp, defvjp_argnum, getval, primitive
+
+# ---------------------------------------------------------------- helpers
+
+
+def _shape(x):
+    v = getval(x)
+    s = getattr(v, "shape", None)
+    return tuple(s) if s is not None else onp.shape(v)
+
+
+def _ndim(x):
+    return len(_shape(x))
+
+
+def _dtype(x):
+    v = getval(x)
+    dt = getattr(v, "dtype", None)
+    return dt if dt is not None else onp.result_type(v)
+
+
+def _zero(g, ans, *args, **kwargs):
+    """The vjp of a piecewise-constant function: no cotangent (the core reads None as zero)."""
+    return None
+
+
+def _named(name):
+    """Give a helper function its numpy name, which the tape prints."""
+
+    def rename(fun):
+        fun.__name__ = fun.__qualname__ = name
+        return fun
+
+    return rename
+
+
+def _argsort(seq):
+    return sorted(range(len(seq)), key=seq.__getitem__)
+
+
+def _reduced_axes(axis, ndim):
+    """`axis` of a reduction as a sorted tuple of non-negative ints (None: every axis)."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        return tuple(sorted(a % ndim for a in axis))
+    return (axis % ndim,)
+
+
+def _kept_shape(shape, axis):
+    """The shape of a reduction over `axis` with keepdims=True."""
+    axes = _reduced_axes(axis, len(shape))
+    return tuple(1 if i in axes else n for i, n in enumerate(shape))
+
+
+def _count(shape, axis):
+    """How many entries each output of a reduction over `axis` summarises."""
+    return math.prod(shape[a] for a in _reduced_axes(axis, len(shape)))
+
+
+def _keep(g, shape, axis, keepdims):
+    """g (or ans) of a reduction reshaped as keepdims=True gives it, to broadcast against x."""
+    if keepdims:
+        return g
+    kept = _kept_shape(shape, axis)
+    return g if _shape(g) == kept else reshape(g, kept)
+
+
+def _unreduce(g, x, axis, keepdims):
+    """The cotangent of a sum over `axis`: g copied back along the reduced axes."""
+    shape = _shape(x)
+    return broadcast_to(_keep(g, shape, axis, keepdims), shape)
+
+
+def _weights(mask, axis, dtype):
+    """mask / (number of True along `axis`): ties share a gradient evenly. A raw constant."""
+    count = onp.sum(mask, axis=axis, keepdims=True)
+    return (mask / count).astype(dtype, copy=False)
+
+
+def _safe(d):
+    """d with its zeros replaced by 1, so that x / _safe(d) is 0 (not NaN) where x = d = 0."""
+    return where(d == 0, 1, d)
+
+
+# ------------------------------------------------- elementwise, one argument
+# Each vjp is g · f'(x), written with `ans` = f(x) where that is cheaper.
+
+negative = primitive(onp.negative)
+defvjp(negative, lambda g, ans, x: -g)
+
+sin = primitive(onp.sin)
+defvjp(sin, lambda g, ans, x: g * cos(x))
+
+cos = primitive(onp.cos)
+defvjp(cos, lambda g, ans, x: -g * sin(x))
+
+tan = primitive(onp.tan)
+defvjp(tan, lambda g, ans, x: g * (1 + ans**2))
+
+arcsin = primitive(onp.arcsin)
+defvjp(arcsin, lambda g, ans, x: g / sqrt(1 - x**2))
+
+arccos = primitive(onp.arccos)
+defvjp(arccos, lambda g, ans, x: -g / sqrt(1 - x**2))
+
+arctan = primitive(onp.arctan)
+defvjp(arctan, lambda g, ans, x: g / (1 + x**2))
+
+sinh = primitive(onp.sinh)
+defvjp(sinh, lambda g, ans, x: g * cosh(x))
+
+cosh = primitive(onp.cosh)
+defvjp(cosh, lambda g, ans, x: g * sinh(x))
+
+tanh = primitive(onp.tanh)
+defvjp(tanh, lambda g, ans, x: g * (1 - ans**2))
+
+arcsinh = primitive(onp.arcsinh)
+defvjp(arcsinh, lambda g, ans, x: g / sqrt(x**2 + 1))
+
+arccosh = primitive(onp.arccosh)
+defvjp(arccosh, lambda g, ans, x: g / sqrt(x**2 - 1))
+
+arctanh = primitive(onp.arctanh)
+defvjp(arctanh, lambda g, ans, x: g / (1 - x**2))
+
+exp = primitive(onp.exp)
+defvjp(exp, lambda g, ans, x: g * ans)
+
+exp2 = primitive(onp.exp2)
+defvjp(exp2, lambda g, ans, x: g * ans * math.log(2.0))
+
+expm1 = primitive(onp.expm1)
+defvjp(expm1, lambda g, ans, x: g * (ans + 1))
+
+log = primitive(onp.log)
+defvjp(log, lambda g, ans, x: g / x)
+
+log1p = primitive(onp.log1p)
+defvjp(log1p, lambda g, ans, x: g / (x + 1))
+
+log2 = primitive(onp.log2)
+defvjp(log2, lambda g, ans, x: g / (x * math.log(2.0)))
+
+log10 = primitive(onp.log10)
+defvjp(log10, lambda g, ans, x: g / (x * math.log(10.0)))
+
+sqrt = primitive(onp.sqrt)
+defvjp(sqrt, lambda g, ans, x: g * 0.5 / ans)
+
+cbrt = primitive(onp.cbrt)
+defvjp(cbrt, lambda g, ans, x: g / (3 * ans**2))
+
+square = primitive(onp.square)
+defvjp(square, lambda g, ans, x: g * 2 * x)
+
+reciprocal = primitive(onp.reciprocal)
+defvjp(reciprocal, lambda g, ans, x: -g * ans**2)
+
+absolute = primitive(onp.absolute)
+abs = absolute
+# d|x|/dx = sign(x); at x = 0 that is 0 (the smallest subgradient, as autograd and JAX give).
+defvjp(absolute, lambda g, ans, x: g * sign(x))
+
+# Piecewise constant: the derivative is 0 wherever it exists.
+sign = primitive(onp.sign)
+defvjp(sign, _zero)
+
+floor = primitive(onp.floor)
+defvjp(floor, _zero)
+
+ceil = primitive(onp.ceil)
+defvjp(ceil, _zero)
+
+rint = primitive(onp.rint)
+defvjp(rint, _zero)
+
+round = primitive(onp.round)
+defvjp(round, _zero)
+
+
+# ----------------------------------------------- elementwise, two arguments
+# Broadcasting is undone by the core, so these vjps ignore it.
+
+add = primitive(onp.add)
+defvjp(add, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
+
+subtract = primitive(onp.subtract)
+defvjp(subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
+
+multiply = primitive(onp.multiply)
+defvjp(multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
+
+divide = primitive(onp.divide)
+true_divide = divide
+defvjp(divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
+
+power = primitive(onp.power)
+
+
+def _power_vjp_x(g, ans, x, y):
+    """∂xʸ/∂x = y·xʸ⁻¹. Where y = 0 the exponent is kept at 1, so 0·0⁻¹ never makes a NaN."""
+    if isinstance(y, (int, float)):  # a Python exponent: x**2 stays x's dtype
+        return g * y * x ** (y - 1) if y != 0 else None
+    return g * y * x ** where(y != 0, y - 1, 1)
+
+
+def _power_vjp_y(g, ans, x, y):
+    """∂xʸ/∂y = xʸ·log x, taken as 0 where x ≤ 0 (0ʸ is flat in y; negative x has no real log)."""
+    if isinstance(x, (int, float)):
+        return g * ans * math.log(x) if x > 0 else None
+    return g * ans * log(where(x > 0, x, 1))
+
+
+defvjp(power, _power_vjp_x, _power_vjp_y)
+
+arctan2 = primitive(onp.arctan2)
+defvjp(
+    arctan2,
+    lambda g, ans, y, x: g * x / (x**2 + y**2),
+    lambda g, ans, y, x: -g * y / (x**2 + y**2),
+)
+
+logaddexp = primitive(onp.logaddexp)
+defvjp(
+    logaddexp,
+    lambda g, ans, x, y: g * exp(x - ans),
+    lambda g, ans, x, y: g * exp(y - ans),
+)
+
+maximum = primitive(onp.maximum)
+minimum = primitive(onp.minimum)
+
+
+def _split_ties(g, wins, ties):
+    """g where this argument is the winner, g/2 where both are: ties share the gradient evenly."""
+    return where(ties, 0.5 * g, g * wins)
+
+
+# maximum(x, y) passes g to the larger argument; where x == y each gets g/2 (as autograd).
+defvjp(
+    maximum,
+    lambda g, ans, x, y: _split_ties(g, x > y, x == y),
+    lambda g, ans, x, y: _split_ties(g, y > x, x == y),
+)
+# minimum(x, y) passes g to the smaller argument; where x == y each gets g/2.
+defvjp(
+    minimum,
+    lambda g, ans, x, y: _split_ties(g, x < y, x == y),
+    lambda g, ans, x, y: _split_ties(g, y < x, x == y),
+)
+
+
+@primitive
+def where(condition, x, y):
+    """x where condition holds, else y (numpy.where with three arguments)."""
+    return onp.where(condition, x, y)
+
+
+defvjp(
+    where,
+    _zero,
+    lambda g, ans, c, x, y: where(c, g, 0),
+    lambda g, ans, c, x, y: where(c, 0, g),
+)
+
+
+@primitive
+def clip(x, a_min, a_max):
+    """numpy.clip. The gradient reaches x where a_min ≤ x ≤ a_max, a bound where it is active.
+
+    Either bound may be None. Assumes a_min ≤ a_max.
+    """
+    return onp.clip(x, a_min, a_max)
+
+
+def _clip_vjp_x(g, ans, x, a_min, a_max):
+    inside = True
+    if a_min is not None:
+        inside = inside & (x >= a_min)
+    if a_max is not None:
+        inside = inside & (x <= a_max)
+    return g * inside
+
+
+defvjp(
+    clip,
+    _clip_vjp_x,
+    lambda g, ans, x, a_min, a_max: g * (x < a_min),
+    lambda g, ans, x, a_min, a_max: g * (x > a_max),
+)
+
+
+# ------------------------------------------------------------- reductions
+# A reduction's cotangent g has the reduced shape; `_keep` puts the reduced
+# axes back (size 1) so that g broadcasts against x.
+
+
+@primitive
+def sum(x, axis=None, dtype=None, *, keepdims=False):
+    """numpy.sum."""
+    return onp.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def _sum_vjp(g, ans, x, axis=None, dtype=None, *, keepdims=False):
+    return _unreduce(g, x, axis, keepdims)
+
+
+defvjp(sum, _sum_vjp)
+
+
+@primitive
+def mean(x, axis=None, dtype=None, *, keepdims=False):
+    """numpy.mean."""
+    return onp.mean(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def _mean_vjp(g, ans, x, axis=None, dtype=None, *, keepdims=False):
+    return _unreduce(g / _count(_shape(x), axis), x, axis, keepdims)
+
+
+defvjp(mean, _mean_vjp)
+
+
+@primitive
+def prod(x, axis=None, dtype=None, *, keepdims=False):
+    """numpy.prod."""
+    return onp.prod(x, axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def _prod_of_others(x, axis):
+    """∏_{j≠i} x_j for every i, without dividing (exact when some x_i are 0).
+
+    The reduced axes are moved last and flattened to length n; row i of an
+    (n, n) matrix is x with its i-th entry replaced by 1, and each row's product
+    is the product of the others.
+    """
+    shape, axes = _shape(x), _reduced_axes(axis, _ndim(x))
+    kept = [a for a in range(len(shape)) if a not in axes]
+    n = _count(shape, axis)
+    rows = reshape(transpose(x, kept + list(axes)), [shape[a] for a in kept] + [1, n])
+    eye = array_module(getval(x)).eye(n, dtype=bool)
+    others = prod(where(eye, 1, rows), axis=-1)
+    others = reshape(others, [shape[a] for a in kept] + [shape[a] for a in axes])
+    return transpose(others, _argsort(kept + list(axes)))
+
+
+def _prod_vjp(g, ans, x, axis=None, dtype=None, *, keepdims=False):
+    """∂(∏x)/∂x_i = ∏_{j≠i} x_j: ans / x_i when no entry is 0, else built explicitly."""
+    shape = _shape(x)
+    g = _keep(g, shape, axis, keepdims)
+    if onp.all(getval(x) != 0):
+        return g * _keep(ans, shape, axis, keepdims) / x
+    return g * _prod_of_others(x, axis)
+
+
+defvjp(prod, _prod_vjp)
+
+
+@primitive
+def max(x, axis=None, *, keepdims=False):
+    """numpy.max. Where several entries are maximal, each gets an equal share of the gradient."""
+    return onp.max(x, axis=axis, keepdims=keepdims)
+
+
+@primitive
+def min(x, axis=None, *, keepdims=False):
+    """numpy.min. Where several entries are minimal, each gets an equal share of the gradient."""
+    return onp.min(x, axis=axis, keepdims=keepdims)
+
+
+def _extremum_vjp(g, ans, x, axis=None, *, keepdims=False):
+    """g goes to the entries equal to the extremum, split evenly among ties (as autograd)."""
+    shape = _shape(x)
+    hit = getval(x) == getval(_keep(ans, shape, axis, keepdims))
+    return _keep(g, shape, axis, keepdims) * _weights(hit, axis, _dtype(g))
+
+
+defvjp(max, _extremum_vjp)
+defvjp(min, _extremum_vjp)
+
+
+@primitive
+def var(x, axis=None, dtype=None, *, ddof=0, keepdims=False):
+    """numpy.var: Σ(x − mean x)² / (n − ddof)."""
+    return onp.var(x, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+
+
+def _var_vjp(g, ans, x, axis=None, dtype=None, *, ddof=0, keepdims=False):
+    """∂var/∂x = 2 (x − mean x) / (n − ddof)."""
+    shape = _shape(x)
+    centered = x - mean(x, axis=axis, keepdims=True)
+    return _keep(g, shape, axis, keepdims) * centered * (2.0 / (_count(shape, axis) - ddof))
+
+
+defvjp(var, _var_vjp)
+
+
+@primitive
+def std(x, axis=None, dtype=None, *, ddof=0, keepdims=False):
+    """numpy.std = √var. Its gradient where std = 0 (all entries equal) is taken as 0."""
+    return onp.std(x, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
+
+
+def _std_vjp(g, ans, x, axis=None, dtype=None, *, ddof=0, keepdims=False):
+    """∂std/∂x = (x − mean x) / ((n − ddof) · std)."""
+    shape = _shape(x)
+    centered = x - mean(x, axis=axis, keepdims=True)
+    scale = _keep(g, shape, axis, keepdims) / _safe(_keep(ans, shape, axis, keepdims))
+    return scale * centered / (_count(shape, axis) - ddof)
+
+
+defvjp(std, _std_vjp)
+
+
+@primitive
+def cumsum(x, axis=None, dtype=None):
+    """numpy.cumsum (axis=None: of the flattened array)."""
+    return onp.cumsum(x, axis=axis, dtype=dtype)
+
+
+def _cumsum_vjp(g, ans, x, axis=None, dtype=None):
+    """x_i enters every partial sum from i on: its cotangent is the reversed cumsum of g."""
+    if axis is None:
+        return reshape(flip(cumsum(flip(g))), _shape(x))
+    return flip(cumsum(flip(g, axis), axis), axis)
+
+
+defvjp(cumsum, _cumsum_vjp)
+
+
+@primitive
+def logsumexp(x, axis=None, keepdims=False):
+    """log Σ exp(x) over `axis`, as scipy.special.logsumexp.
+
+    Computed as m + log Σ exp(x − m) with m = max x, so exp cannot overflow.
+    """
+    m = onp.max(x, axis=axis, keepdims=True)
+    m = onp.where(onp.isfinite(m), m, 0)  # all -inf (or an inf): shift by 0 instead
+    with onp.errstate(divide="ignore"):  # log 0 = -inf when every entry is -inf
+        out = onp.log(onp.sum(onp.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else onp.squeeze(out, axis=axis)
+
+
+def _logsumexp_vjp(g, ans, x, axis=None, keepdims=False):
+    """∂/∂x log Σ exp x = softmax(x) = exp(x − logsumexp x)."""
+    shape = _shape(x)
+    return _keep(g, shape, axis, keepdims) * exp(x - _keep(ans, shape, axis, keepdims))
+
+
+defvjp(logsumexp, _logsumexp_vjp)
+
+
+# ------------------------------------------------------------ linear algebra
+
+
+def _swap(x):
+    """The matrix transpose of the last two axes."""
+    return swapaxes(x, -1, -2)
+
+
+matmul = primitive(onp.matmul)
+
+
+def _matmul_vjp_a(g, ans, a, b):
+    """Ā = G Bᵀ; a vector operand is a matrix with its axis dropped (matmul's 1-D rules)."""
+    if _ndim(b) == 1:  # (…, n) @ (n,) -> (…)
+        return expand_dims(g, -1) * b
+    if _ndim(a) == 1:  # (n,) @ (…, n, m) -> (…, m)
+        return squeeze(matmul(b, expand_dims(g, -1)), -1)
+    return matmul(g, _swap(b))
+
+
+def _matmul_vjp_b(g, ans, a, b):
+    """B̄ = Aᵀ G; batch axes that were broadcast are summed by the core."""
+    if _ndim(a) == 1:  # (n,) @ (…, n[, m])
+        return g * a if _ndim(b) == 1 else expand_dims(a, -1) * expand_dims(g, -2)
+    if _ndim(b) == 1:  # (…, k, n) @ (n,) -> (…, k)
+        return squeeze(matmul(expand_dims(g, -2), a), -2)
+    return matmul(_swap(a), g)
+
+
+defvjp(matmul, _matmul_vjp_a, _matmul_vjp_b)
+
+
+@primitive
+def tensordot(a, b, axes=2):
+    """numpy.tensordot: sum over `axes` of a and b; the result's axes are a's free, then b's."""
+    return onp.tensordot(a, b, axes)
+
+
+def _tensordot_axes(axes, a_ndim, b_ndim):
+    """numpy's `axes` (an int, or a pair of ints or sequences) as two lists of summed axes."""
+    if isinstance(axes, int):
+        return list(range(a_ndim - axes, a_ndim)), list(range(axes))
+    a_axes, b_axes = axes
+    a_axes = [a_axes] if isinstance(a_axes, int) else list(a_axes)
+    b_axes = [b_axes] if isinstance(b_axes, int) else list(b_axes)
+    return [i % a_ndim for i in a_axes], [i % b_ndim for i in b_axes]
+
+
+def _transpose_back(x, order):
+    """Transpose x, whose axis k is axis order[k] of the argument, into the argument's order."""
+    perm = _argsort(order)
+    return x if perm == sorted(perm) else transpose(x, perm)
+
+
+def _tensordot_vjp_a(g, ans, a, b, axes=2):
+    """Ā = G contracted with b over b's free axes, then a's axes put back in order."""
+    a_sum, b_sum = _tensordot_axes(axes, _ndim(a), _ndim(b))
+    a_free = [i for i in range(_ndim(a)) if i not in a_sum]
+    b_free = [i for i in range(_ndim(b)) if i not in b_sum]
+    g_b = list(range(len(a_free), len(a_free) + len(b_free)))
+    out = tensordot(g, b, (g_b, b_free))  # axes: a_free, then b's summed axes in b's order
+    return _transpose_back(out, a_free + [a_sum[k] for k in _argsort(b_sum)])
+
+
+def _tensordot_vjp_b(g, ans, a, b, axes=2):
+    """B̄ = a contracted with G over a's free axes, then b's axes put back in order."""
+    a_sum, b_sum = _tensordot_axes(axes, _ndim(a), _ndim(b))
+    a_free = [i for i in range(_ndim(a)) if i not in a_sum]
+    b_free = [i for i in range(_ndim(b)) if i not in b_sum]
+    out = tensordot(a, g, (a_free, list(range(len(a_free)))))  # a's summed axes, then b_free
+    return _transpose_back(out, [b_sum[k] for k in _argsort(a_sum)] + b_free)
+
+
+defvjp(tensordot, _tensordot_vjp_a, _tensordot_vjp_b)
+
+
+@primitive
+def dot(a, b):
+    """numpy.dot: a product over a's last axis and b's second-to-last (its only one if 1-D)."""
+    return onp.dot(a, b)
+
+
+def _dot_as_tensordot(a, b):
+    """The `axes` that make tensordot(a, b, axes) equal dot(a, b) (none if either is 0-d)."""
+    na, nb = _ndim(a), _ndim(b)
+    if na == 0 or nb == 0:
+        return ([], [])
+    return ([na - 1], [builtins.max(nb - 2, 0)])
+
+
+defvjp(
+    dot,
+    lambda g, ans, a, b: _tensordot_vjp_a(g, ans, a, b, _dot_as_tensordot(a, b)),
+    lambda g, ans, a, b: _tensordot_vjp_b(g, ans, a, b, _dot_as_tensordot(a, b)),
+)
+
+
+@primitive
+def outer(a, b):
+    """numpy.outer of the flattened a and b."""
+    return onp.outer(a, b)
+
+
+defvjp(
+    outer,
+    lambda g, ans, a, b: reshape(dot(g, ravel(b)), _shape(a)),
+    lambda g, ans, a, b: reshape(dot(ravel(a), g), _shape(b)),
+)
+
+
+einsum = primitive(onp.einsum)
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _einsum_explicit(subscripts, shapes):
+    """(input subscripts, output subscripts) with '...' spelled out and the output explicit.
+
+    The axes under '...' get fresh letters, aligned from the right as in
+    broadcasting. Without '->' (implicit mode) the output is the '...' axes and
+    then the letters used exactly once, in alphabetical order, as numpy does.
+    """
+    subscripts = subscripts.replace(" ", "")
+    inputs, arrow, output = subscripts.partition("->")
+    inputs = inputs.split(",")
+    fresh = [c for c in _LETTERS if c not in subscripts]
+    n_ell = builtins.max(
+        [len(shape) - len(s) + 3 for s, shape in zip(inputs, shapes, strict=True) if "..." in s],
+        default=0,
+    )
+    ell = "".join(fresh[:n_ell])
+    inputs = [
+        s.replace("...", ell[n_ell - (len(shape) - len(s) + 3) :]) if "..." in s else s
+        for s, shape in zip(inputs, shapes, strict=True)
+    ]
+    if arrow:
+        return inputs, output.replace("...", ell)
+    letters = "".join(inputs)
+    once = sorted(c for c in set(letters) if letters.count(c) == 1 and c not in ell)
+    return inputs, ell + "".join(once)
+
+
+def _einsum_vjp(argnum, g, ans, subscripts, *operands, **kwargs):
+    """The cotangent of operand k is an einsum of g with the other operands.
+
+    For 'ij,jk->ik' it is 'ik,jk->ij' for the first operand. Two cases need an
+    extra constant operand: a letter repeated in operand k (a diagonal, 'ii')
+    gets an identity matrix, and a letter only operand k has (summed away in
+    the forward pass, 'ij->i') gets a vector of ones to broadcast g back.
+    """
+    k = argnum - 1
+    inputs, output = _einsum_explicit(subscripts, [_shape(x) for x in operands])
+    target, shape = inputs[k], _shape(operands[k])
+    terms = [output] + inputs[:k] + inputs[k + 1 :]
+    args = [g, *operands[:k], *operands[k + 1 :]]
+    xp, dtype = array_module(getval(g)), _dtype(g)
+    fresh = iter(c for c in _LETTERS if c not in "".join(inputs) + output)
+    result = ""
+    for c, n in zip(target, shape, strict=True):
+        if c in result:  # repeated: write a fresh letter and tie it to c with an identity
+            f = next(fresh)
+            terms.append(c + f)
+            args.append(xp.eye(n, dtype=dtype))
+            c = f
+        result += c
+    have = "".join(terms)
+    for c, n in zip(target, shape, strict=True):
+        if c not in have:
+            terms.append(c)
+            args.append(xp.ones(n, dtype=dtype))
+            have += c
+    return einsum(",".join(terms) + "->" + result, *args)
+
+
+defvjp_argnum(einsum, _einsum_vjp)
+
+
+# --------------------------------------------------- shape and rearrangement
+# Reshaping vjps reshape g back; permuting vjps apply the inverse permutation.
+
+
+@primitive
+def reshape(x, shape, order="C"):
+    """numpy.reshape."""
+    return onp.reshape(x, shape, order=order)
+
+
+defvjp(reshape, lambda g, ans, x, shape, order="C": reshape(g, _shape(x), order=order))
+
+
+@primitive
+def ravel(x, order="C"):
+    """numpy.ravel."""
+    return onp.ravel(x, order=order)
+
+
+defvjp(ravel, lambda g, ans, x, order="C": reshape(g, _shape(x), order=order))
+
+
+@primitive
+def squeeze(x, axis=None):
+    """numpy.squeeze."""
+    return onp.squeeze(x, axis=axis)
+
+
+defvjp(squeeze, lambda g, ans, x, axis=None: reshape(g, _shape(x)))
+
+
+@primitive
+def expand_dims(x, axis):
+    """numpy.expand_dims."""
+    return onp.expand_dims(x, axis)
+
+
+defvjp(expand_dims, lambda g, ans, x, axis: reshape(g, _shape(x)))
+
+
+@primitive
+def broadcast_to(x, shape):
+    """numpy.broadcast_to (a read-only view)."""
+    return onp.broadcast_to(x, shape)
+
+
+# The cotangent at the broadcast shape is summed back to x's shape by the core.
+defvjp(broadcast_to, lambda g, ans, x, shape: g)
+
+
+@primitive
+def transpose(x, axes=None):
+    """numpy.transpose."""
+    return onp.transpose(x, axes)
+
+
+def _transpose_vjp(g, ans, x, axes=None):
+    if axes is None:
+        return transpose(g)
+    return transpose(g, _argsort([a % _ndim(x) for a in axes]))
+
+
+defvjp(transpose, _transpose_vjp)
+
+
+@primitive
+def swapaxes(x, axis1, axis2):
+    """numpy.swapaxes."""
+    return onp.swapaxes(x, axis1, axis2)
+
+
+defvjp(swapaxes, lambda g, ans, x, axis1, axis2: swapaxes(g, axis1, axis2))
+
+
+@primitive
+def moveaxis(x, source, destination):
+    """numpy.moveaxis."""
+    return onp.moveaxis(x, source, destination)
+
+
+defvjp(moveaxis, lambda g, ans, x, source, destination: moveaxis(g, destination, source))
+
+
+@primitive
+def flip(x, axis=None):
+    """numpy.flip."""
+    return onp.flip(x, axis)
+
+
+defvjp(flip, lambda g, ans, x, axis=None: flip(g, axis))
+
+
+@primitive
+def roll(x, shift, axis=None):
+    """numpy.roll."""
+    return onp.roll(x, shift, axis)
+
+
+def _roll_vjp(g, ans, x, shift, axis=None):
+    back = -shift if isinstance(shift, int) else [-s for s in shift]
+    if axis is None:
+        return reshape(roll(ravel(g), back), _shape(x))
+    return roll(g, back, axis)
+
+
+defvjp(roll, _roll_vjp)
+
+
+@primitive
+def triu(x, k=0):
+    """numpy.triu: the entries on and above the k-th diagonal."""
+    return onp.triu(x, k)
+
+
+defvjp(triu, lambda g, ans, x, k=0: triu(g, k))
+
+
+@primitive
+def tril(x, k=0):
+    """numpy.tril: the entries on and below the k-th diagonal."""
+    return onp.tril(x, k)
+
+
+defvjp(tril, lambda g, ans, x, k=0: tril(g, k))
+
+
+@primitive
+def tile(x, reps):
+    """numpy.tile."""
+    return onp.tile(x, reps)
+
+
+def _tile_vjp(g, ans, x, reps):
+    """Sum the copies: view g as (reps₀, n₀, reps₁, n₁, …) and sum over the reps axes."""
+    shape = _shape(x)
+    reps = (reps,) if isinstance(reps, int) else tuple(reps)
+    d = builtins.max(len(shape), len(reps))
+    padded = (1,) * (d - len(shape)) + shape
+    reps = (1,) * (d - len(reps)) + reps
+    g = reshape(g, [n for pair in zip(reps, padded, strict=True) for n in pair])
+    return reshape(sum(g, axis=tuple(range(0, 2 * d, 2))), shape)
+
+
+defvjp(tile, _tile_vjp)
+
+
+@primitive
+def repeat(x, repeats, axis=None):
+    """numpy.repeat (repeats an int or one count per entry; axis=None: of the flattened x)."""
+    return onp.repeat(x, repeats, axis)
+
+
+def _repeat_vjp(g, ans, x, repeats, axis=None):
+    """Output entry j copies input entry src[j]: scatter-add g back to src."""
+    shape = _shape(x)
+    xp = array_module(getval(x))
+    if axis is None:
+        src = xp.repeat(xp.arange(math.prod(shape)), repeats)
+        return reshape(add_at(g, index=src, shape=(math.prod(shape),)), shape)
+    axis = axis % len(shape)
+    src = xp.repeat(xp.arange(shape[axis]), repeats)
+    return add_at(g, index=(slice(None),) * axis + (src,), shape=shape)
+
+
+defvjp(repeat, _repeat_vjp)
+
+
+@primitive
+def astype(x, dtype):
+    """x.astype(dtype). Only a cast to a float or complex dtype passes a gradient."""
+    return x.astype(dtype) if hasattr(x, "astype") else array_module(x).asarray(x, dtype)
+
+
+defvjp(astype, lambda g, ans, x, dtype: g if onp.dtype(dtype).kind in "fc" else None)
+
+
+# ------------------------------------------------------- joining (variadic)
+# numpy takes a list of arrays; the primitive takes them one by one so that
+# each can be traced, and the public function (numpy's signature) unpacks it.
+
+
+def _piece(g, arrays, k, axis, sizes):
+    """The slice of g along `axis` that came from arrays[k], reshaped to its shape."""
+    start = builtins.sum(sizes[:k])
+    part = g[(slice(None),) * axis + (slice(start, start + sizes[k]),)]
+    shape = _shape(arrays[k])
+    return part if _shape(part) == shape else reshape(part, shape)
+
+
+def _at_least(shape, ndim):
+    """The shape numpy.atleast_1d / atleast_2d give (leading axes of size 1)."""
+    return (1,) * (ndim - len(shape)) + shape
+
+
+@primitive
+@_named("concatenate")
+def _concatenate(*arrays, axis=0):
+    return onp.concatenate(arrays, axis=axis)
+
+
+def _concatenate_vjp(argnum, g, ans, *arrays, axis=0):
+    if axis is None:  # numpy flattens every array first
+        return _piece(g, arrays, argnum, 0, [math.prod(_shape(x)) for x in arrays])
+    axis = axis % _ndim(ans)
+    return _piece(g, arrays, argnum, axis, [_shape(x)[axis] for x in arrays])
+
+
+defvjp_argnum(_concatenate, _concatenate_vjp)
+
+
+def concatenate(arrays, axis=0):
+    """numpy.concatenate."""
+    return _concatenate(*arrays, axis=axis)
+
+
+@primitive
+@_named("hstack")
+def _hstack(*arrays):
+    return onp.hstack(arrays)
+
+
+def _hstack_vjp(argnum, g, ans, *arrays):
+    axis = 0 if _ndim(ans) == 1 else 1  # 1-D arrays are joined end to end, others by column
+    return _piece(g, arrays, argnum, axis, [_at_least(_shape(x), 1)[axis] for x in arrays])
+
+
+defvjp_argnum(_hstack, _hstack_vjp)
+
+
+def hstack(arrays):
+    """numpy.hstack."""
+    return _hstack(*arrays)
+
+
+@primitive
+@_named("vstack")
+def _vstack(*arrays):
+    return onp.vstack(arrays)
+
+
+defvjp_argnum(
+    _vstack,
+    lambda argnum, g, ans, *arrays: _piece(
+        g, arrays, argnum, 0, [_at_least(_shape(x), 2)[0] for x in arrays]
+    ),
+)
+
+
+def vstack(arrays):
+    """numpy.vstack."""
+    return _vstack(*arrays)
+
+
+@primitive
+@_named("stack")
+def _stack(*arrays, axis=0):
+    return onp.stack(arrays, axis=axis)
+
+
+# Array k is the k-th slice of the result along the new axis.
+defvjp_argnum(
+    _stack,
+    lambda argnum, g, ans, *arrays, axis=0: g[(slice(None),) * (axis % _ndim(ans)) + (argnum,)],
+)
+
+
+def stack(arrays, axis=0):
+    """numpy.stack."""
+    return _stack(*arrays, axis=axis)
+
+
+# ------------------------------------------------------------------ indexing
+
+
+@primitive
+def getitem(x, *, index):
+    """x[index]: basic indexing (ints, slices, None, Ellipsis) and integer or boolean arrays."""
+    return x[index]
+
+
+def _is_basic(index):
+    """True when no entry of `index` is an array: every entry of x is then picked at most once."""
+    if not isinstance(index, tuple):
+        index = (index,)
+    return all(
+        i is None or i is Ellipsis or isinstance(i, (int, slice, onp.integer)) for i in index
+    )
+
+
+@primitive
+@_named("add.at")
+def add_at(g, *, index, shape):
+    """zeros(shape) with g added at `index`, as numpy.add.at: the vjp of indexing.
+
+    Adding (not assigning) counts an entry picked twice by an integer array twice.
+    """
+    out = array_module(g).zeros(shape, dtype=_dtype(g))
+    if _is_basic(index):
+        out[index] = g
+    else:
+        array_module(g).add.at(out, index, g)
+    return out
+
+
+defvjp(getitem, lambda g, ans, x, *, index: add_at(g, index=index, shape=_shape(x)))
+# Scatter-add and gather are each other's transpose.
+defvjp(add_at, lambda g, ans, x, *, index, shape: g[index])
+
+
+# ------------------------------------------------- built from the primitives
+# No vjp of their own: the tape records the primitives they call.
+
+
+def inner(a, b):
+    """numpy.inner: the sum over the last axes of a and b."""
+    if _ndim(a) == 0 or _ndim(b) == 0:
+        return multiply(a, b)
+    return tensordot(a, b, ([-1], [-1]))
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    """numpy.diagonal (as an indexing: the diagonal axis comes last)."""
+    x = moveaxis(x, (axis1, axis2), (-2, -1))
+    rows, cols = _shape(x)[-2:]
+    row0, col0 = builtins.max(-offset, 0), builtins.max(offset, 0)  # where the diagonal starts
+    first = array_module(getval(x)).arange(builtins.max(0, builtins.min(rows - row0, cols - col0)))
+    return x[..., first + row0, first + col0]
+
+
+def trace(x, offset=0, axis1=0, axis2=1):
+    """numpy.trace: the sum of the diagonal."""
+    return sum(diagonal(x, offset, axis1, axis2), axis=-1)
+
+
+def diff(x, n=1, axis=-1):
+    """numpy.diff: x[i+1] − x[i] along `axis`, n times."""
+    axis = axis % _ndim(x)
+    before = (slice(None),) * axis
+    for _ in range(n):
+        x = x[before + (slice(1, None),)] - x[before + (slice(None, -1),)]
+    return x

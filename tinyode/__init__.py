@@ -1,0 +1,12 @@
+"""tinyode: ODE solvers and neural-ODE gradients by the adjoint method, on tinyad.
+
+    import tinyode
+    ys = tinyode.odeint(func, y0, t, *args)      # func(y, t, *args) -> dy/dt
+"""
+
+from .errors import BacksolveWarning, SolverError
+from .layer import ODELayer
+from .odeint import METHODS, odeint
+
+__all__ = ["odeint", "ODELayer", "METHODS", "SolverError", "BacksolveWarning"]
+__version__ = "0.1.0"

@@ -1,0 +1,288 @@
+"""The one stepping loop behind every method and every gradient mode.
+
+`integrate` advances y' = f(y, t, *args) through the output times `ts` with an
+explicit Runge–Kutta tableau (tinyode/tableaus.py). It is written with
+tinyad.numpy operations on whatever it is handed, so the same loop
+
+- runs on raw arrays (nothing recorded: the forward pass of "adjoint" and
+  "checkpoint", and the adjoint's own backward solve),
+- runs on traced values, each step recorded on the tape ("backprop"),
+- replays a recorded schedule of accepted steps under the tape ("checkpoint").
+
+Step-size decisions are made on raw floats: one host value per step (the
+error ratio) is the only synchronisation with the array's device.
+"""
+
+import math
+
+import tinyad.numpy as np
+from tinyad import getval, isbox
+
+from .errors import SolverError
+from .tableaus import TABLEAUS
+
+
+class Stats:
+    """Counts for one solve: function evaluations, accepted and rejected steps, step sizes."""
+
+    def __init__(self):
+        self.nfe = 0
+        self.n_steps = 0
+        self.n_rejected = 0
+        self.step_sizes = []
+        self.step_times = []
+
+    def as_dict(self):
+        return {
+            "nfe": self.nfe,
+            "n_steps": self.n_steps,
+            "n_rejected": self.n_rejected,
+            "step_sizes": list(self.step_sizes),
+            "step_times": list(self.step_times),
+        }
+
+
+def rms_norm(x):
+    """Root mean square of a raw array, as a host float."""
+    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+def _combine(y, h, coeffs, ks):
+    """y + h Σ coeffs[i] k_i, skipping zero coefficients."""
+    acc = None
+    for c, k in zip(coeffs, ks):
+        if c:
+            acc = c * k if acc is None else acc + c * k
+    return y if acc is None else y + h * acc
+
+
+class Stepper:
+    """Evaluates stages of one tableau; counts every call of `func`."""
+
+    def __init__(self, func, args, tableau, stats):
+        self.func, self.args, self.tab, self.stats = func, args, tableau, stats
+
+    def f(self, y, t):
+        self.stats.nfe += 1
+        return self.func(y, t, *self.args)
+
+    def step(self, t, y, h, k1):
+        """One step from (t, y) with slope k1 = f(y, t). Returns (y1, ks)."""
+        tab = self.tab
+        ks = [k1]
+        y1 = None
+        for i in range(1, len(tab.c)):
+            yi = _combine(y, h, tab.a[i], ks)
+            if tab.fsal and i == len(tab.c) - 1:
+                y1 = yi  # the FSAL stage is evaluated at y_{n+1} itself
+            ks.append(self.f(yi, t + tab.c[i] * h))
+        if y1 is None:
+            y1 = _combine(y, h, tab.b, ks)
+        return y1, ks
+
+    def dense(self, t, y, h, ks, theta):
+        """y(t + θh) = y + h Σ B_i(θ) k_i; evaluates the method's extra dense stages once."""
+        tab = self.tab
+        if len(ks) < len(tab.c) + len(tab.dense_c):
+            for c, row in zip(tab.dense_c, tab.dense_a):
+                ks.append(self.f(_combine(y, h, row, ks), t + c * h))
+        weights = [sum(p * theta ** (j + 1) for j, p in enumerate(row)) for row in tab.dense_p]
+        return _combine(y, h, weights, ks)
+
+
+def error_ratio(err, y0, y1, rtol, atol, norm):
+    """RMS(err / (atol + rtol·max(|y0|, |y1|))) as a host float; ≤ 1 means accept."""
+    err, y0, y1 = getval(err), getval(y0), getval(y1)
+    scale = atol + rtol * np.maximum(np.abs(y0), np.abs(y1))
+    return norm(err / scale)
+
+
+def initial_step(stepper, t0, y0, f0, direction, rtol, atol, norm, order):
+    """Hairer, Nørsett & Wanner, Solving ODEs I, II.4: a first step from the local scales."""
+    y0, f0 = getval(y0), getval(f0)
+    scale = atol + np.abs(y0) * rtol
+    d0, d1 = norm(y0 / scale), norm(f0 / scale)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    f1 = getval(stepper.f(y0 + direction * h0 * f0, t0 + direction * h0))
+    d2 = norm((f1 - f0) / scale) / h0
+    if max(d1, d2) <= 1e-15:
+        h1 = max(1e-6, h0 * 1e-3)
+    else:
+        h1 = (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
+    return min(100 * h0, h1)
+
+
+def _check_finite(k, t, stats):
+    """One host value per check: a non-finite derivative stops the solve with a SolverError."""
+    if not bool(np.all(np.isfinite(getval(k)))):
+        raise SolverError(
+            f"non-finite derivative (NaN or inf) near t={t:.6g} after {stats.n_steps} steps: "
+            "check func there, or the solution may blow up; loosen tolerances or shorten t"
+        )
+
+
+def _time(ts, traced, tn, t0):
+    """The time tn as the solver's `t`: a float, or ts[0] + (tn − t0) when ts is traced."""
+    if not traced:
+        return tn
+    return ts[0] if tn == t0 else ts[0] + (tn - t0)
+
+
+class Step:
+    """One accepted step, enough to replay it: start time, size, the output it lands on,
+    the outputs it interpolates, and (for checkpointing) its starting state."""
+
+    __slots__ = ("tn", "hs", "land", "outs", "y")
+
+    def __init__(self, tn, hs, land, outs, y):
+        self.tn, self.hs, self.land, self.outs, self.y = tn, hs, land, outs, y
+
+
+def take_step(stepper, ts, traced, t0, y, k1, step):
+    """Advance one planned step; returns (y1, ks, outputs for step.outs).
+
+    When the step lands on output time ts[land] and ts is traced, h = ts[land] − t,
+    so the gradient with respect to that output time flows through the step.
+    """
+    t = _time(ts, traced, step.tn, t0)
+    h = ts[step.land] - t if (traced and step.land is not None) else step.hs
+    y1, ks = stepper.step(t, y, h, k1)
+    outs = [stepper.dense(t, y, h, ks, ((ts[i] if traced else stepper.t_raw[i]) - t) / h)
+            for i in step.outs]
+    return y1, ks, outs
+
+
+def _check_shape(k, y0):
+    ks, ys = getattr(getval(k), "shape", ()), getattr(getval(y0), "shape", ())
+    if ks != ys:
+        raise ValueError(
+            f"func(y, t, *args) returned shape {ks}, but y has shape {ys}; func must return "
+            "dy/dt with the shape of y"
+        )
+
+
+def integrate(func, y0, ts, args, *, method, rtol, atol, step_size=None, first_step=None,
+              max_steps=100_000, norm=rms_norm, stats=None, record=None):
+    """Solve y' = func(y, t, *args) from ts[0] through every ts[i]; returns [y(ts[i])].
+
+    `ts` may be traced (backprop): step control always uses its raw values.
+    `record`, a list, receives one `Step` per accepted step (with its starting
+    state), which is what "checkpoint" replays.
+    """
+    tab = TABLEAUS[method]
+    stats = Stats() if stats is None else stats
+    stepper = Stepper(func, args, tab, stats)
+    t_raw = stepper.t_raw = [float(v) for v in getval(ts).tolist()]
+    traced, t0, t_end = isbox(ts), t_raw[0], t_raw[-1]
+    direction = 1.0 if t_end >= t0 else -1.0
+    k1 = stepper.f(y0, _time(ts, traced, t0, t0))
+    _check_shape(k1, y0)
+    _check_finite(k1, t0, stats)
+    ys = [y0]
+
+    def accept(y, k1, step):
+        y1, ks, outs = take_step(stepper, ts, traced, t0, y, k1, step)
+        ys.extend(outs)
+        if step.land is not None:
+            ys.append(y1)
+        stats.n_steps += 1
+        stats.step_sizes.append(abs(step.hs))
+        stats.step_times.append(step.tn)
+        if record is not None:
+            step.y = y
+            record.append(step)
+        return y1, ks
+
+    if tab.b_err is None or step_size is not None:
+        # Fixed steps on the grid t0 + n·step_size, landing exactly on each ts[i]
+        # (an adaptive method given a step_size steps like this too, without error control).
+        y, tn, n = y0, t0, 0
+        for i in range(1, len(t_raw)):
+            while (t_raw[i] - tn) * direction > 0:
+                _check_budget(stats, max_steps, tn)
+                nxt = t_raw[i]
+                if step_size is not None:
+                    grid = t0 + direction * (n + 1) * step_size
+                    gap = (grid - t_raw[i]) * direction
+                    if gap < -1e-12 * step_size:
+                        nxt, n = grid, n + 1
+                    elif gap <= 1e-12 * step_size:
+                        n += 1  # the grid point is the output time
+                step = Step(tn, nxt - tn, i if nxt == t_raw[i] else None, (), None)
+                if tn != t0:
+                    k1 = stepper.f(y, _time(ts, traced, tn, t0))
+                    _check_finite(k1, tn, stats)
+                y = accept(y, k1, step)[0]
+                _check_finite(y, tn, stats)  # a fixed step has no error estimate to catch NaN
+                tn = nxt
+        return ys
+
+    y, tn, i_out = y0, t0, 1
+    h = abs(first_step) if first_step is not None else initial_step(
+        stepper, t0, y0, k1, direction, rtol, atol, norm, tab.order)
+    beta = 0.2 / (tab.error_order + 1)  # PI control (Hairer II.4): fac = 0.9 r^-α r_prev^β
+    alpha = 1.0 / (tab.error_order + 1) - 0.75 * beta
+    prev_ratio, rejected_last, nonfinite = 1e-4, False, False
+    n_stages = len(tab.c)
+    while i_out < len(t_raw):
+        _check_budget(stats, max_steps, tn)
+        if h < 16 * math.ulp(max(abs(tn), 1.0)):
+            why = ("the derivative became non-finite (NaN or inf)" if nonfinite
+                   else "the problem may be stiff or have a singularity")
+            raise SolverError(
+                f"step size underflow at t={tn:.6g} after {stats.n_steps} steps: {why} near "
+                f"t={tn:.6g}; loosen rtol/atol, or check func"
+            )
+        hs = direction * h
+        last = (tn + hs - t_end) * direction >= -1e-12 * max(abs(t_end), 1.0)
+        if last:  # the final step lands exactly on the last output time
+            hs = t_end - tn
+        # A trial step; only its raw error estimate decides (traced values are not read).
+        t = _time(ts, traced, tn, t0)
+        h_try = ts[-1] - t if (traced and last) else hs
+        y1, ks = stepper.step(t, y, h_try, k1)
+        err = _combine(0.0, hs, tab.b_err, [getval(k) for k in ks])
+        ratio = error_ratio(err, y, y1, rtol, atol, norm)
+        if not ratio <= 1.0:  # rejected (also when the ratio is NaN)
+            nonfinite = not math.isfinite(ratio)
+            stats.n_rejected += 1
+            h = abs(hs) * (0.2 if nonfinite else min(1.0, max(0.2, 0.9 * ratio**-alpha)))
+            rejected_last = True
+            continue
+        outs = []
+        while i_out < len(t_raw) and (t_raw[i_out] - (tn + hs)) * direction <= 0 and not (
+            last and i_out == len(t_raw) - 1
+        ):
+            outs.append(i_out)
+            i_out += 1
+        step = Step(tn, hs, len(t_raw) - 1 if last else None, outs, None)
+        if last:
+            i_out = len(t_raw)
+        # Interpolate with the stages just computed (no re-evaluation).
+        ys.extend(stepper.dense(t, y, h_try, ks, ((ts[i] if traced else t_raw[i]) - t) / h_try)
+                  for i in outs)
+        if last:
+            ys.append(y1)
+        stats.n_steps += 1
+        stats.step_sizes.append(abs(hs))
+        stats.step_times.append(tn)
+        if record is not None:
+            step.y = y
+            record.append(step)
+        tn = t_end if last else tn + hs
+        y = y1
+        k1 = ks[n_stages - 1] if tab.fsal else stepper.f(y1, _time(ts, traced, tn, t0))
+        _check_finite(k1, tn, stats)
+        factor = 0.9 * max(ratio, 1e-10) ** -alpha * prev_ratio**beta
+        h = abs(hs) * min(1.0 if rejected_last else 10.0, max(0.2, factor))
+        prev_ratio, rejected_last = max(ratio, 1e-4), False
+    return ys
+
+
+def _check_budget(stats, max_steps, tn):
+    if stats.n_steps + stats.n_rejected >= max_steps:
+        raise SolverError(
+            f"max_steps={max_steps} exceeded at t={tn:.6g} after {stats.n_steps} accepted "
+            f"steps; the problem may be stiff or blow up near t={tn:.6g}: loosen rtol/atol or "
+            "raise max_steps"
+        )
