@@ -1,6 +1,6 @@
 """Execute notebooks with nbclient: `make tutorials` (in place, outputs saved) and the tests.
 
-    python tests/run_notebooks.py --in-place tutorials/*.ipynb
+python tests/run_notebooks.py --in-place tutorials/*.ipynb
 """
 
 import argparse
@@ -18,8 +18,12 @@ def execute(path, in_place=False, timeout=600):
     Raises nbclient's CellExecutionError (naming the cell and the error) if a cell fails.
     """
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                            resources={"metadata": {"path": os.path.dirname(path) or "."}})
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        resources={"metadata": {"path": os.path.dirname(path) or "."}},
+    )
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start

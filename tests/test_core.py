@@ -213,6 +213,7 @@ def test_numerical_grad_matches_calculus():
 
 # --- the checker, tested with deliberately wrong vjps ---------------------------------------
 
+
 def _sin_with(vjp):
     @primitive
     def sin_student(x):
@@ -259,6 +260,7 @@ def test_check_grads_names_the_argument_that_is_wrong():
 
 
 # --- trace ----------------------------------------------------------------------------------
+
 
 def test_trace_prints_one_line_per_primitive_with_shapes_and_bytes():
     import tinyad.numpy as np

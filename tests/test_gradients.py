@@ -69,8 +69,10 @@ def spiral_mlp(y, t, params):
 
 def mlp_params(seed=0, hidden=16):
     rng = numpy.random.default_rng(seed)
-    return [(0.3 * rng.standard_normal((2, hidden)), 0.1 * rng.standard_normal(hidden)),
-            (0.3 * rng.standard_normal((hidden, 2)), 0.1 * rng.standard_normal(2))]
+    return [
+        (0.3 * rng.standard_normal((2, hidden)), 0.1 * rng.standard_normal(hidden)),
+        (0.3 * rng.standard_normal((hidden, 2)), 0.1 * rng.standard_normal(2)),
+    ]
 
 
 def test_modes_agree_on_mlp_dynamics_with_a_batch():
@@ -106,9 +108,11 @@ def test_pytree_parameters_and_odelayer(mode):
 
 def test_backward_statistics_are_readable():
     for mode in ["adjoint", "checkpoint"]:
+
         def loss(z0):
-            ys, info = tinyode.odeint(lambda z, t: A @ z, z0, numpy.array([0.0, T]),
-                                      gradient=mode, full_output=True)
+            ys, info = tinyode.odeint(
+                lambda z, t: A @ z, z0, numpy.array([0.0, T]), gradient=mode, full_output=True
+            )
             seen.append(info)
             return np.sum(ys[-1])
 
@@ -125,8 +129,9 @@ def test_seminorm_takes_fewer_backward_steps_for_the_same_gradient():
     infos = {}
 
     def loss(params, norm):
-        ys, infos[norm] = tinyode.odeint(spiral_mlp, y0, t, params, rtol=1e-6, atol=1e-8,
-                                         adjoint_norm=norm, full_output=True)
+        ys, infos[norm] = tinyode.odeint(
+            spiral_mlp, y0, t, params, rtol=1e-6, atol=1e-8, adjoint_norm=norm, full_output=True
+        )
         return np.sum(ys**2)
 
     g_full = tinyad.flatten(tinyad.grad(loss)(params, "full"))[0]
@@ -140,8 +145,15 @@ def _peak_memory(mode, n_steps):
     y0 = numpy.random.default_rng(0).uniform(-1, 1, (64, 2))
 
     def loss(params):
-        ys = tinyode.odeint(spiral_mlp, y0, numpy.array([0.0, 1.0]), params, method="rk4",
-                            step_size=1.0 / n_steps, gradient=mode)
+        ys = tinyode.odeint(
+            spiral_mlp,
+            y0,
+            numpy.array([0.0, 1.0]),
+            params,
+            method="rk4",
+            step_size=1.0 / n_steps,
+            gradient=mode,
+        )
         return np.sum(ys[-1] ** 2)
 
     tracemalloc.start()
@@ -165,8 +177,7 @@ def test_second_order_through_the_solver(mode):
     t = numpy.array([0.0, 0.5, 1.0])
 
     def loss(y0):
-        ys = tinyode.odeint(spiral_mlp, y0, t, params, method="rk4", step_size=0.02,
-                            gradient=mode)
+        ys = tinyode.odeint(spiral_mlp, y0, t, params, method="rk4", step_size=0.02, gradient=mode)
         return np.sum(ys[1:] ** 2)
 
     y0 = numpy.array([0.6, -0.4])
@@ -180,14 +191,13 @@ def test_hessian_of_the_linear_loss_in_a():
     H = tinyad.hessian(lambda z0: linear_loss(z0, t, A, "adjoint"))(Z0)
     assert numpy.max(numpy.abs(H)) < 1e-9
     mixed = tinyad.grad(lambda z0: tinyad.grad(linear_loss, 1)(z0, t, A, "adjoint")[1])(Z0)
-    exact = (W @ A @ scipy.linalg.expm(A * T))
+    exact = W @ A @ scipy.linalg.expm(A * T)
     assert relerr(mixed, exact) < 1e-6
 
 
 def test_backsolve_drift_warns_on_stiff_decay():
     def loss(y0):
-        ys = tinyode.odeint(lambda y, t: -30 * y, y0, numpy.array([0.0, 1.0]), rtol=1e-6,
-                            atol=1e-9)
+        ys = tinyode.odeint(lambda y, t: -30 * y, y0, numpy.array([0.0, 1.0]), rtol=1e-6, atol=1e-9)
         return np.sum(ys[-1])
 
     with pytest.warns(BacksolveWarning, match=r"t=0.*checkpoint"):
@@ -234,8 +244,10 @@ def test_against_torchdiffeq_odeint_adjoint():
 
     g_y0, g_params = tinyad.grad(loss, argnum=(0, 1))(y0, params)
 
-    tp = [(torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
-          for W, b in params]
+    tp = [
+        (torch.tensor(W, requires_grad=True), torch.tensor(b, requires_grad=True))
+        for W, b in params
+    ]
 
     class Func(torch.nn.Module):
         def __init__(self):

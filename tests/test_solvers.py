@@ -12,8 +12,16 @@ from tinyode import METHODS, SolverError
 
 ADAPTIVE = ["bosh3", "dopri5", "tsit5", "dopri8"]
 FIXED = ["euler", "midpoint", "heun", "rk4"]
-ORDER = {"euler": 1, "midpoint": 2, "heun": 2, "rk4": 4, "bosh3": 3, "dopri5": 5, "tsit5": 5,
-         "dopri8": 8}
+ORDER = {
+    "euler": 1,
+    "midpoint": 2,
+    "heun": 2,
+    "rk4": 4,
+    "bosh3": 3,
+    "dopri5": 5,
+    "tsit5": 5,
+    "dopri8": 8,
+}
 
 # DETEST problem class A (Hull, Enright, Fellen & Sedgwick 1972): f, y0 and the closed form.
 DETEST_A = {
@@ -30,8 +38,14 @@ def sine_rhs(y, t):
 
 
 def sine_exact(t):
-    return (-0.5 * t**4 * numpy.cos(2 * t) + 0.5 * t**3 * numpy.sin(2 * t)
-            + 0.25 * t**2 * numpy.cos(2 * t) - t**3 + 2 * t**4 + (math.pi - 0.25) * t**2)
+    return (
+        -0.5 * t**4 * numpy.cos(2 * t)
+        + 0.5 * t**3 * numpy.sin(2 * t)
+        + 0.25 * t**2 * numpy.cos(2 * t)
+        - t**3
+        + 2 * t**4
+        + (math.pi - 0.25) * t**2
+    )
 
 
 @pytest.mark.parametrize("method", ADAPTIVE)
@@ -47,8 +61,9 @@ def test_detest_a_within_tolerance(method, name):
 @pytest.mark.parametrize("method", ADAPTIVE)
 def test_sine_problem_of_torchdiffeq(method):
     t = numpy.linspace(1, 8, 10)
-    ys = tinyode.odeint(sine_rhs, numpy.array(sine_exact(1.0)), t, method=method,
-                        rtol=1e-9, atol=1e-9)
+    ys = tinyode.odeint(
+        sine_rhs, numpy.array(sine_exact(1.0)), t, method=method, rtol=1e-9, atol=1e-9
+    )
     assert numpy.allclose(ys, sine_exact(t), rtol=1e-6)
 
 
@@ -65,8 +80,9 @@ def test_linear_system_against_expm(method):
 @pytest.mark.parametrize("method", ADAPTIVE)
 def test_exponential_decay_backwards_in_time(method):
     t = numpy.array([2.0, 1.0, 0.0])
-    ys = tinyode.odeint(lambda y, t: -y, numpy.array(numpy.exp(-2.0)), t, method=method,
-                        rtol=1e-9, atol=1e-12)
+    ys = tinyode.odeint(
+        lambda y, t: -y, numpy.array(numpy.exp(-2.0)), t, method=method, rtol=1e-9, atol=1e-12
+    )
     assert numpy.allclose(ys, numpy.exp(-t), rtol=1e-7)
 
 
@@ -84,11 +100,25 @@ ARENSTORF_Y0 = numpy.array([0.994, 0.0, 0.0, -2.00158510637908252240537862224])
 ARENSTORF_T = 17.0652165601579625588917206249
 
 
-@pytest.mark.parametrize("method,tol,closes", [("dopri5", 1e-10, 1e-4), ("tsit5", 1e-10, 1e-4),
-                                               ("dopri8", 1e-12, 1e-6), ("bosh3", 1e-9, 1e-2)])
+@pytest.mark.parametrize(
+    "method,tol,closes",
+    [
+        ("dopri5", 1e-10, 1e-4),
+        ("tsit5", 1e-10, 1e-4),
+        ("dopri8", 1e-12, 1e-6),
+        ("bosh3", 1e-9, 1e-2),
+    ],
+)
 def test_arenstorf_orbit_closes(method, tol, closes):
-    ys, info = tinyode.odeint(arenstorf, ARENSTORF_Y0, numpy.array([0.0, ARENSTORF_T]),
-                              method=method, rtol=tol, atol=tol, full_output=True)
+    ys, info = tinyode.odeint(
+        arenstorf,
+        ARENSTORF_Y0,
+        numpy.array([0.0, ARENSTORF_T]),
+        method=method,
+        rtol=tol,
+        atol=tol,
+        full_output=True,
+    )
     assert numpy.max(numpy.abs(ys[-1] - ARENSTORF_Y0)) < closes
     # adaptive: tiny steps near the close approach to the Earth, long ones far away
     sizes = numpy.array(info["step_sizes"])
@@ -107,12 +137,24 @@ def van_der_pol(y, t, mu=1.0):
 @pytest.mark.parametrize("method", ADAPTIVE)
 def test_reference_values(method):
     tol = 1e-12 if method != "bosh3" else 1e-10
-    ys = tinyode.odeint(lotka_volterra, numpy.array([1.0, 1.0]), numpy.array([0.0, 10.0]),
-                        method=method, rtol=tol, atol=tol)
+    ys = tinyode.odeint(
+        lotka_volterra,
+        numpy.array([1.0, 1.0]),
+        numpy.array([0.0, 10.0]),
+        method=method,
+        rtol=tol,
+        atol=tol,
+    )
     ref = numpy.array([1.0263447675750823, 0.909691078136073])
     assert numpy.allclose(ys[-1], ref, rtol=1e-7 if method != "bosh3" else 1e-5)
-    ys = tinyode.odeint(van_der_pol, numpy.array([2.0, 0.0]), numpy.array([0.0, 20.0]),
-                        method=method, rtol=tol, atol=tol)
+    ys = tinyode.odeint(
+        van_der_pol,
+        numpy.array([2.0, 0.0]),
+        numpy.array([0.0, 20.0]),
+        method=method,
+        rtol=tol,
+        atol=tol,
+    )
     ref = numpy.array([2.0081497621749476, -0.0425088752732038])
     assert numpy.allclose(ys[-1], ref, rtol=1e-7 if method != "bosh3" else 1e-5, atol=1e-8)
 
@@ -139,8 +181,7 @@ def test_measured_convergence_order(method):
     f, y0, exact = DETEST_A[name]
     errs = []
     for h in hs:
-        ys = tinyode.odeint(f, numpy.array(y0), numpy.array([0.0, T]), method=method,
-                            step_size=h)
+        ys = tinyode.odeint(f, numpy.array(y0), numpy.array([0.0, T]), method=method, step_size=h)
         errs.append(abs(ys[-1] - exact(T)) / abs(exact(T)))
     slope = numpy.polyfit(numpy.log(hs), numpy.log(errs), 1)[0]
     p = ORDER[method]
@@ -151,11 +192,19 @@ def test_measured_convergence_order(method):
 def test_dense_output_costs_nothing_and_keeps_accuracy(method):
     f, y0, exact = DETEST_A["A3"]
     tol = 1e-9
-    _, few = tinyode.odeint(f, numpy.array(y0), numpy.array([0.0, 10.0]), method=method,
-                            rtol=tol, atol=tol, full_output=True)
+    _, few = tinyode.odeint(
+        f,
+        numpy.array(y0),
+        numpy.array([0.0, 10.0]),
+        method=method,
+        rtol=tol,
+        atol=tol,
+        full_output=True,
+    )
     t = numpy.linspace(0, 10, 400)
-    ys, many = tinyode.odeint(f, numpy.array(y0), t, method=method, rtol=tol, atol=tol,
-                              full_output=True)
+    ys, many = tinyode.odeint(
+        f, numpy.array(y0), t, method=method, rtol=tol, atol=tol, full_output=True
+    )
     assert many["n_steps"] == few["n_steps"]
     extra = 3 * few["n_steps"] if method == "dopri8" else 0  # dopri8's dense stages
     assert many["nfe"] <= few["nfe"] + extra
@@ -179,8 +228,14 @@ def test_state_of_any_shape_and_dtype(method, dtype, shape):
 
 def test_fixed_steps_land_on_output_times():
     t = numpy.array([0.0, 0.25, 1.0])
-    ys, info = tinyode.odeint(lambda y, t: np.ones_like(y), numpy.zeros(1), t, method="euler",
-                              step_size=0.1, full_output=True)
+    ys, info = tinyode.odeint(
+        lambda y, t: np.ones_like(y),
+        numpy.zeros(1),
+        t,
+        method="euler",
+        step_size=0.1,
+        full_output=True,
+    )
     assert numpy.allclose(ys[:, 0], t)
     # grid 0, .1, .2, (.25), .3, ... 1.0: 10 grid steps plus the one landing on 0.25
     assert info["n_steps"] == 11
@@ -207,12 +262,16 @@ def test_methods_listed():
 
 # --- bad input --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("t,match", [
-    (numpy.array([[0.0, 1.0]]), "1-D"),
-    (numpy.array(1.0), "1-D"),
-    (numpy.array([0.0, 1.0, 0.5]), "monotonic"),
-    (numpy.array([0.0, 1.0, 1.0]), "repeated"),
-])
+
+@pytest.mark.parametrize(
+    "t,match",
+    [
+        (numpy.array([[0.0, 1.0]]), "1-D"),
+        (numpy.array(1.0), "1-D"),
+        (numpy.array([0.0, 1.0, 0.5]), "monotonic"),
+        (numpy.array([0.0, 1.0, 1.0]), "repeated"),
+    ],
+)
 def test_bad_times(t, match):
     with pytest.raises(ValueError, match=match):
         tinyode.odeint(lambda y, t: -y, numpy.ones(2), t)
@@ -228,8 +287,9 @@ def test_non_finite_y0():
         tinyode.odeint(lambda y, t: -y, numpy.array([1.0, numpy.nan]), numpy.array([0.0, 1.0]))
 
 
-@pytest.mark.parametrize("kw", [{"rtol": -1e-6}, {"atol": 0.0}, {"step_size": 0.0},
-                                {"step_size": -0.1}])
+@pytest.mark.parametrize(
+    "kw", [{"rtol": -1e-6}, {"atol": 0.0}, {"step_size": 0.0}, {"step_size": -0.1}]
+)
 def test_bad_tolerances_and_steps(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):
         tinyode.odeint(lambda y, t: -y, numpy.ones(2), numpy.array([0.0, 1.0]), **kw)
@@ -248,8 +308,7 @@ def test_blow_up_is_a_solver_error_with_time_and_steps():
 
 def test_max_steps_is_a_solver_error():
     with pytest.raises(SolverError, match="max_steps=10.*raise max_steps"):
-        tinyode.odeint(van_der_pol, numpy.array([2.0, 0.0]), numpy.array([0.0, 20.0]),
-                       max_steps=10)
+        tinyode.odeint(van_der_pol, numpy.array([2.0, 0.0]), numpy.array([0.0, 20.0]), max_steps=10)
 
 
 def test_non_finite_derivative_is_a_solver_error():

@@ -5,7 +5,6 @@ import os
 import shutil
 
 import pytest
-
 from run_notebooks import execute
 
 HERE = os.path.dirname(__file__)

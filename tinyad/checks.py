@@ -69,7 +69,9 @@ def _compare(rev, num, what, rtol, atol):
             )
         bad = numpy.abs(r - n) - (atol + rtol * numpy.abs(n))
         if bad.size and (not numpy.all(numpy.isfinite(r)) or bad.max() > 0):
-            i = numpy.unravel_index(numpy.nanargmax(numpy.where(numpy.isfinite(r), bad, numpy.inf)), r.shape)
+            i = numpy.unravel_index(
+                numpy.nanargmax(numpy.where(numpy.isfinite(r), bad, numpy.inf)), r.shape
+            )
             rel = abs(r[i] - n[i]) / max(abs(n[i]), 1e-300)
             leaf = f", leaf {k}" if len(rev_leaves) > 1 else ""
             raise AssertionError(
@@ -98,8 +100,13 @@ def check_grads(fun, *args, argnum=None, order=1, eps=1e-6, rtol=1e-5, atol=1e-8
     scalar = _scalarize(fun, getval(fun(*args)), rng)
     for n in argnums:
         what = f"argument {n} of {getattr(fun, '__name__', 'fun')}"
-        _compare(grad(scalar, n)(*args), numerical_grad(scalar, *args, argnum=n, eps=eps),
-                 what, rtol, atol)
+        _compare(
+            grad(scalar, n)(*args),
+            numerical_grad(scalar, *args, argnum=n, eps=eps),
+            what,
+            rtol,
+            atol,
+        )
         if order >= 2:
             leaves, treedef = tree_flatten(args[n])
             u = tree_unflatten(treedef, [rng.standard_normal(numpy.shape(x)) for x in leaves])
@@ -110,7 +117,11 @@ def check_grads(fun, *args, argnum=None, order=1, eps=1e-6, rtol=1e-5, atol=1e-8
                 g_leaves = tree_flatten(grad(scalar, n)(*a))[0]
                 return sum(np.sum(g * w) for g, w in zip(g_leaves, tree_flatten(u)[0]))
 
-            _compare(grad(directional, n)(*args),
-                     numerical_grad(directional, *args, argnum=n, eps=eps),
-                     f"second derivative (order=2) of {what}", rtol, atol)
+            _compare(
+                grad(directional, n)(*args),
+                numerical_grad(directional, *args, argnum=n, eps=eps),
+                f"second derivative (order=2) of {what}",
+                rtol,
+                atol,
+            )
     return None

@@ -42,12 +42,21 @@ def format_tape(tape):
         name = "input" if prim is None else prim.name
         inputs = ",".join(str(p) for _, p in parents) or "-"
         dtype = getattr(ans, "dtype", type(ans).__name__)
-        rows.append((str(i), name, inputs, str(getattr(ans, "shape", ())), str(dtype),
-                     _fmt_bytes(record_bytes(record))))
+        rows.append(
+            (
+                str(i),
+                name,
+                inputs,
+                str(getattr(ans, "shape", ())),
+                str(dtype),
+                _fmt_bytes(record_bytes(record)),
+            )
+        )
     widths = [max(len(r[k]) for r in rows) for k in range(6)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.append(f"{len(tape.records)} records, {_fmt_bytes(kept_bytes(tape))} kept for the "
-                 "backward pass")
+    lines.append(
+        f"{len(tape.records)} records, {_fmt_bytes(kept_bytes(tape))} kept for the backward pass"
+    )
     return "\n".join(lines)
 
 
@@ -64,12 +73,22 @@ def plot_tape(tape, ax=None):
         pos[i] = (depth[i], -rows[depth[i]])
     for i, (prim, ans, args, kwargs, parents) in enumerate(tape.records):
         for _, p in parents:
-            ax.annotate("", xy=pos[i], xytext=pos[p],
-                        arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=14, shrinkB=14))
+            ax.annotate(
+                "",
+                xy=pos[i],
+                xytext=pos[p],
+                arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=14, shrinkB=14),
+            )
         label = "input" if prim is None else prim.name
         shape = getattr(getval(ans), "shape", ())
-        ax.text(*pos[i], f"{i}: {label}\n{shape}", ha="center", va="center", fontsize=8,
-                bbox=dict(boxstyle="round", fc="lightyellow" if prim is None else "lightblue"))
+        ax.text(
+            *pos[i],
+            f"{i}: {label}\n{shape}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            bbox=dict(boxstyle="round", fc="lightyellow" if prim is None else "lightblue"),
+        )
     if pos:
         xs = [p[0] for p in pos.values()]
         ys = [p[1] for p in pos.values()]

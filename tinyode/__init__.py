@@ -1,7 +1,7 @@
 """tinyode: ODE solvers and neural-ODE gradients by the adjoint method, on tinyad.
 
-    import tinyode
-    ys = tinyode.odeint(func, y0, t, *args)      # func(y, t, *args) -> dy/dt
+import tinyode
+ys = tinyode.odeint(func, y0, t, *args)      # func(y, t, *args) -> dy/dt
 """
 
 from .errors import BacksolveWarning, SolverError

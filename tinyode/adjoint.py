@@ -52,8 +52,12 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
         return np.concatenate([dz, da, dtheta, np.reshape(dt, (1,)).astype(dtype)])
 
     backward_opts = opts._replace(
-        rtol=opts.adjoint_rtol, atol=opts.adjoint_atol, step_size=_backward_step(opts),
-        first_step=None, norm_size=2 * n if opts.adjoint_norm == "seminorm" else None)
+        rtol=opts.adjoint_rtol,
+        atol=opts.adjoint_atol,
+        step_size=_backward_step(opts),
+        first_step=None,
+        norm_size=2 * n if opts.adjoint_norm == "seminorm" else None,
+    )
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
     a = np.ravel(g[-1])
     dtheta = np.zeros(p, dtype=dtype)
@@ -67,8 +71,9 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
         t_bars.append(t_bar)
         dt0 = dt0 - t_bar
         state = np.concatenate([z_i, a, dtheta, dt0])
-        path, sub = solve(augmented, state, np.stack([t[i], t[i - 1]]), (theta,),
-                          backward_opts, "adjoint")
+        path, sub = solve(
+            augmented, state, np.stack([t[i], t[i - 1]]), (theta,), backward_opts, "adjoint"
+        )
         for k in counts:
             counts[k] += sub[k]
         s = path[1]

@@ -54,8 +54,7 @@ def checkpoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info, memo):
     for step, y in zip(reversed(steps), reversed(states)):
         ct_end = ct_y + g[step.land] if step.land is not None else ct_y
         ct_out = np.concatenate([np.ravel(ct_end)] + [np.ravel(g[i]) for i in step.outs])
-        _, step_vjp = tinyad.vjp(lambda y, t, *lv, s=step: replay(y, t, *lv, step=s),
-                                 y, t, *leaves)
+        _, step_vjp = tinyad.vjp(lambda y, t, *lv, s=step: replay(y, t, *lv, step=s), y, t, *leaves)
         ct_y, dt, *dleaves = step_vjp(ct_out)
         ct_y = np.reshape(ct_y, shape)
         ct_t = ct_t + dt

@@ -13,6 +13,7 @@ import numpy
 
 import tinyad.numpy as np
 from tinyad import getval
+from tinyad.backend import array_module
 from tinyad.tree import tree_flatten, tree_unflatten
 
 from .solver import Stats, integrate, rms_norm
@@ -39,13 +40,31 @@ class Options(NamedTuple):
         if self.norm_size is not None:
             size = self.norm_size
             norm = lambda x: rms_norm(x.reshape(-1)[:size])  # noqa: E731
-        return dict(method=self.method, rtol=self.rtol, atol=self.atol,
-                    step_size=self.step_size, first_step=self.first_step,
-                    max_steps=self.max_steps, norm=norm)
+        return dict(
+            method=self.method,
+            rtol=self.rtol,
+            atol=self.atol,
+            step_size=self.step_size,
+            first_step=self.first_step,
+            max_steps=self.max_steps,
+            norm=norm,
+        )
 
 
-def _check_inputs(y0, t, method, rtol, atol, step_size, first_step, max_steps, gradient,
-                  adjoint_rtol, adjoint_atol, adjoint_norm):
+def _check_inputs(
+    y0,
+    t,
+    method,
+    rtol,
+    atol,
+    step_size,
+    first_step,
+    max_steps,
+    gradient,
+    adjoint_rtol,
+    adjoint_atol,
+    adjoint_norm,
+):
     if method not in TABLEAUS:
         raise ValueError(f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}")
     if gradient not in GRADIENTS:
@@ -55,9 +74,9 @@ def _check_inputs(y0, t, method, rtol, atol, step_size, first_step, max_steps, g
     tv = getval(t)
     shape = getattr(tv, "shape", None)
     if shape is None or len(shape) != 1:
+        got = "a scalar" if shape in (None, ()) else f"shape {shape}"
         raise ValueError(
-            f"t must be a 1-D array of output times, got "
-            f"{'a scalar' if shape in (None, ()) else f'shape {shape}'}; e.g. t = np.array([0.0, 1.0])"
+            f"t must be a 1-D array of output times, got {got}; e.g. t = np.array([0.0, 1.0])"
         )
     times = numpy.asarray(tv.tolist(), dtype=float)
     if times.size == 0:
@@ -67,17 +86,24 @@ def _check_inputs(y0, t, method, rtol, atol, step_size, first_step, max_steps, g
     steps = numpy.diff(times)
     if numpy.any(steps == 0):
         i = int(numpy.flatnonzero(steps == 0)[0])
-        raise ValueError(f"t has a repeated time {times[i]} (t[{i}] == t[{i + 1}]); "
-                         "times must be strictly increasing or strictly decreasing")
+        raise ValueError(
+            f"t has a repeated time {times[i]} (t[{i}] == t[{i + 1}]); "
+            "times must be strictly increasing or strictly decreasing"
+        )
     if steps.size and not (numpy.all(steps > 0) or numpy.all(steps < 0)):
-        raise ValueError("t must be strictly increasing or strictly decreasing (monotonic), "
-                         f"got {times}")
+        raise ValueError(
+            f"t must be strictly increasing or strictly decreasing (monotonic), got {times}"
+        )
     yv = getval(y0)
-    if not bool(numpy.all(numpy.isfinite(numpy.asarray(yv.tolist() if hasattr(yv, "tolist")
-                                                       else yv)))):
+    xp = array_module(yv)
+    if not bool(xp.all(xp.isfinite(yv))):
         raise ValueError("y0 must be finite; it contains NaN or inf")
-    for name, v in (("rtol", rtol), ("atol", atol), ("adjoint_rtol", adjoint_rtol),
-                    ("adjoint_atol", adjoint_atol)):
+    for name, v in (
+        ("rtol", rtol),
+        ("atol", atol),
+        ("adjoint_rtol", adjoint_rtol),
+        ("adjoint_atol", adjoint_atol),
+    ):
         if v is not None and not (numpy.all(numpy.asarray(v) > 0)):
             raise ValueError(f"{name} must be positive, got {v}")
     if step_size is not None and not step_size > 0:
@@ -98,9 +124,23 @@ def _as_float(y0):
     return y0
 
 
-def odeint(func, y0, t, *args, method="dopri5", rtol=1e-7, atol=1e-9, step_size=None,
-           first_step=None, max_steps=100_000, gradient="adjoint", adjoint_rtol=None,
-           adjoint_atol=None, adjoint_norm="full", full_output=False):
+def odeint(
+    func,
+    y0,
+    t,
+    *args,
+    method="dopri5",
+    rtol=1e-7,
+    atol=1e-9,
+    step_size=None,
+    first_step=None,
+    max_steps=100_000,
+    gradient="adjoint",
+    adjoint_rtol=None,
+    adjoint_atol=None,
+    adjoint_norm="full",
+    full_output=False,
+):
     """Solve dy/dt = func(y, t, *args) from y(t[0]) = y0; returns y at every t[i].
 
     Shape `(len(t),) + y0.shape`. Differentiable under every tinyad transformation
@@ -109,12 +149,33 @@ def odeint(func, y0, t, *args, method="dopri5", rtol=1e-7, atol=1e-9, step_size=
     step_sizes, step_times; once a gradient has been computed through the
     solve, `info["backward"]` holds the backward pass's nfe, n_steps, n_rejected.
     """
-    _check_inputs(y0, t, method, rtol, atol, step_size, first_step, max_steps, gradient,
-                  adjoint_rtol, adjoint_atol, adjoint_norm)
+    _check_inputs(
+        y0,
+        t,
+        method,
+        rtol,
+        atol,
+        step_size,
+        first_step,
+        max_steps,
+        gradient,
+        adjoint_rtol,
+        adjoint_atol,
+        adjoint_norm,
+    )
     y0 = _as_float(y0)
-    opts = Options(method, rtol, atol, step_size, first_step, max_steps,
-                   rtol if adjoint_rtol is None else adjoint_rtol,
-                   atol if adjoint_atol is None else adjoint_atol, adjoint_norm, None)
+    opts = Options(
+        method,
+        rtol,
+        atol,
+        step_size,
+        first_step,
+        max_steps,
+        rtol if adjoint_rtol is None else adjoint_rtol,
+        atol if adjoint_atol is None else adjoint_atol,
+        adjoint_norm,
+        None,
+    )
     ys, info = solve(func, y0, t, args, opts, gradient)
     return (ys, info) if full_output else ys
 
@@ -135,8 +196,9 @@ def solve(func, y0, t, args, opts, gradient):
     else:
         from .checkpoint import odeint_checkpoint
 
-        ys = odeint_checkpoint(y0, t, *leaves, func=func, treedef=treedef, opts=opts,
-                               info=info, memo={})
+        ys = odeint_checkpoint(
+            y0, t, *leaves, func=func, treedef=treedef, opts=opts, info=info, memo={}
+        )
     return ys, info
 
 

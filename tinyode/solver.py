@@ -147,8 +147,10 @@ def take_step(stepper, ts, traced, t0, y, k1, step):
     t = _time(ts, traced, step.tn, t0)
     h = ts[step.land] - t if (traced and step.land is not None) else step.hs
     y1, ks = stepper.step(t, y, h, k1)
-    outs = [stepper.dense(t, y, h, ks, ((ts[i] if traced else stepper.t_raw[i]) - t) / h)
-            for i in step.outs]
+    outs = [
+        stepper.dense(t, y, h, ks, ((ts[i] if traced else stepper.t_raw[i]) - t) / h)
+        for i in step.outs
+    ]
     return y1, ks, outs
 
 
@@ -161,8 +163,22 @@ def _check_shape(k, y0):
         )
 
 
-def integrate(func, y0, ts, args, *, method, rtol, atol, step_size=None, first_step=None,
-              max_steps=100_000, norm=rms_norm, stats=None, record=None):
+def integrate(
+    func,
+    y0,
+    ts,
+    args,
+    *,
+    method,
+    rtol,
+    atol,
+    step_size=None,
+    first_step=None,
+    max_steps=100_000,
+    norm=rms_norm,
+    stats=None,
+    record=None,
+):
     """Solve y' = func(y, t, *args) from ts[0] through every ts[i]; returns [y(ts[i])].
 
     `ts` may be traced (backprop): step control always uses its raw values.
@@ -218,8 +234,11 @@ def integrate(func, y0, ts, args, *, method, rtol, atol, step_size=None, first_s
         return ys
 
     y, tn, i_out = y0, t0, 1
-    h = abs(first_step) if first_step is not None else initial_step(
-        stepper, t0, y0, k1, direction, rtol, atol, norm, tab.order)
+    h = (
+        abs(first_step)
+        if first_step is not None
+        else initial_step(stepper, t0, y0, k1, direction, rtol, atol, norm, tab.order)
+    )
     beta = 0.2 / (tab.error_order + 1)  # PI control (Hairer II.4): fac = 0.9 r^-α r_prev^β
     alpha = 1.0 / (tab.error_order + 1) - 0.75 * beta
     prev_ratio, rejected_last, nonfinite = 1e-4, False, False
@@ -227,8 +246,11 @@ def integrate(func, y0, ts, args, *, method, rtol, atol, step_size=None, first_s
     while i_out < len(t_raw):
         _check_budget(stats, max_steps, tn)
         if h < 16 * math.ulp(max(abs(tn), 1.0)):
-            why = ("the derivative became non-finite (NaN or inf)" if nonfinite
-                   else "the problem may be stiff or have a singularity")
+            why = (
+                "the derivative became non-finite (NaN or inf)"
+                if nonfinite
+                else "the problem may be stiff or have a singularity"
+            )
             raise SolverError(
                 f"step size underflow at t={tn:.6g} after {stats.n_steps} steps: {why} near "
                 f"t={tn:.6g}; loosen rtol/atol, or check func"
@@ -250,8 +272,10 @@ def integrate(func, y0, ts, args, *, method, rtol, atol, step_size=None, first_s
             rejected_last = True
             continue
         outs = []
-        while i_out < len(t_raw) and (t_raw[i_out] - (tn + hs)) * direction <= 0 and not (
-            last and i_out == len(t_raw) - 1
+        while (
+            i_out < len(t_raw)
+            and (t_raw[i_out] - (tn + hs)) * direction <= 0
+            and not (last and i_out == len(t_raw) - 1)
         ):
             outs.append(i_out)
             i_out += 1
@@ -259,8 +283,10 @@ def integrate(func, y0, ts, args, *, method, rtol, atol, step_size=None, first_s
         if last:
             i_out = len(t_raw)
         # Interpolate with the stages just computed (no re-evaluation).
-        ys.extend(stepper.dense(t, y, h_try, ks, ((ts[i] if traced else t_raw[i]) - t) / h_try)
-                  for i in outs)
+        ys.extend(
+            stepper.dense(t, y, h_try, ks, ((ts[i] if traced else t_raw[i]) - t) / h_try)
+            for i in outs
+        )
         if last:
             ys.append(y1)
         stats.n_steps += 1
