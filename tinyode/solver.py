@@ -147,11 +147,13 @@ def take_step(stepper, ts, traced, t0, y, k1, step):
     t = _time(ts, traced, step.tn, t0)
     h = ts[step.land] - t if (traced and step.land is not None) else step.hs
     y1, ks = stepper.step(t, y, h, k1)
-    outs = [
-        stepper.dense(t, y, h, ks, ((ts[i] if traced else stepper.t_raw[i]) - t) / h)
-        for i in step.outs
-    ]
-    return y1, ks, outs
+    return y1, ks, interpolate(stepper, ts, traced, t, y, h, ks, step.outs)
+
+
+def interpolate(stepper, ts, traced, t, y, h, ks, indices):
+    """Dense output at ts[i] for i in `indices`, from the stages of the step (t, y, h)."""
+    times = ts if traced else stepper.t_raw
+    return [stepper.dense(t, y, h, ks, (times[i] - t) / h) for i in indices]
 
 
 def _check_shape(k, y0):
@@ -196,8 +198,8 @@ def integrate(
     _check_finite(k1, t0, stats)
     ys = [y0]
 
-    def accept(y, k1, step):
-        y1, ks, outs = take_step(stepper, ts, traced, t0, y, k1, step)
+    def accept(step, y, y1, outs):
+        """Keep the outputs of an accepted step, count it, and record it for replay."""
         ys.extend(outs)
         if step.land is not None:
             ys.append(y1)
@@ -207,7 +209,6 @@ def integrate(
         if record is not None:
             step.y = y
             record.append(step)
-        return y1, ks
 
     if tab.b_err is None or step_size is not None:
         # Fixed steps on the grid t0 + n·step_size, landing exactly on each ts[i]
@@ -228,7 +229,9 @@ def integrate(
                 if tn != t0:
                     k1 = stepper.f(y, _time(ts, traced, tn, t0))
                     _check_finite(k1, tn, stats)
-                y = accept(y, k1, step)[0]
+                y1, _, outs = take_step(stepper, ts, traced, t0, y, k1, step)
+                accept(step, y, y1, outs)
+                y = y1
                 _check_finite(y, tn, stats)  # a fixed step has no error estimate to catch NaN
                 tn = nxt
         return ys
@@ -271,30 +274,15 @@ def integrate(
             h = abs(hs) * (0.2 if nonfinite else min(1.0, max(0.2, 0.9 * ratio**-alpha)))
             rejected_last = True
             continue
-        outs = []
-        while (
-            i_out < len(t_raw)
-            and (t_raw[i_out] - (tn + hs)) * direction <= 0
-            and not (last and i_out == len(t_raw) - 1)
-        ):
+        outs = []  # the output times inside (tn, tn + hs]; the last one is landed on
+        while i_out < len(t_raw) - last and (t_raw[i_out] - (tn + hs)) * direction <= 0:
             outs.append(i_out)
             i_out += 1
-        step = Step(tn, hs, len(t_raw) - 1 if last else None, outs, None)
         if last:
             i_out = len(t_raw)
+        step = Step(tn, hs, len(t_raw) - 1 if last else None, outs, None)
         # Interpolate with the stages just computed (no re-evaluation).
-        ys.extend(
-            stepper.dense(t, y, h_try, ks, ((ts[i] if traced else t_raw[i]) - t) / h_try)
-            for i in outs
-        )
-        if last:
-            ys.append(y1)
-        stats.n_steps += 1
-        stats.step_sizes.append(abs(hs))
-        stats.step_times.append(tn)
-        if record is not None:
-            step.y = y
-            record.append(step)
+        accept(step, y, y1, interpolate(stepper, ts, traced, t, y, h_try, ks, outs))
         tn = t_end if last else tn + hs
         y = y1
         k1 = ks[n_stages - 1] if tab.fsal else stepper.f(y1, _time(ts, traced, tn, t0))
