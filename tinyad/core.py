@@ -132,10 +132,15 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args, **kwargs):
-        tape = None
+        tape, nested = None, False
         for x in args:
-            if type(x) is Box and (tape is None or x.tape.level > tape.level):
-                tape = x.tape
+            if type(x) is Box:
+                if tape is None:
+                    tape = x.tape
+                elif x.tape is not tape:
+                    nested = True
+                    if x.tape.level > tape.level:
+                        tape = x.tape
         if tape is None:
             return self.fun(*args, **kwargs)
         raw = list(args)
@@ -148,9 +153,10 @@ class Primitive:
                         "do not keep Boxes from inside grad/vjp after it returns"
                     )
                 raw[i] = x.value
+                nested = nested or type(x.value) is Box
                 parents.append((i, x.index))
-        # Boxes of outer tapes are still inside `raw`: this call records on those.
-        ans = self(*raw, **kwargs)
+        # Boxes of outer tapes may still be inside `raw`: this call records on those.
+        ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
         return tape.record(self, ans, raw, kwargs, tuple(parents))
 
     def vjp(self, argnum, g, ans, args, kwargs):
@@ -243,6 +249,11 @@ def fit_cotangent(ct, x, name, argnum):
     A vjp may return its cotangent at the broadcast output shape; it is summed
     back to the argument's shape here and cast to the argument's float dtype.
     """
+    try:  # the common case: already right
+        if ct.shape == x.shape and ct.dtype == x.dtype:
+            return ct
+    except AttributeError:
+        pass
     shape, cshape = _shape(x), _shape(ct)
     if cshape != shape:
         lead = len(cshape) - len(shape)
