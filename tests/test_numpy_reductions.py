@@ -24,7 +24,9 @@ REDUCTIONS = [
     (np.std, numpy.std, "real", {"ddof": 1}),
     (np.logsumexp, scipy.special.logsumexp, "real", {}),
 ]
-IDS = [f"{ref.__name__}{''.join(f'-{k}={v}' for k, v in kw.items())}" for _, ref, _, kw in REDUCTIONS]
+IDS = [
+    f"{ref.__name__}{''.join(f'-{k}={v}' for k, v in kw.items())}" for _, ref, _, kw in REDUCTIONS
+]
 AXES = [None, 0, 1, -1, (0, 1)]
 
 
@@ -116,8 +118,13 @@ def test_float32_reductions_stay_float32():
 @settings(max_examples=25, deadline=None)
 @given(data=st.data())
 def test_hypothesis_sum_and_mean_gradients_on_random_shapes_and_axes(data):
-    x = data.draw(arrays(numpy.float64, array_shapes(min_dims=1, max_dims=3, max_side=4),
-                         elements=st.floats(-5, 5)))
+    x = data.draw(
+        arrays(
+            numpy.float64,
+            array_shapes(min_dims=1, max_dims=3, max_side=4),
+            elements=st.floats(-5, 5),
+        )
+    )
     axis = data.draw(st.one_of(st.none(), st.integers(-x.ndim, x.ndim - 1)))
     keepdims = data.draw(st.booleans())
     n = x.size if axis is None else x.shape[axis]

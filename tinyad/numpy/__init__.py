@@ -135,11 +135,10 @@ nan = _np.nan
 newaxis = _np.newaxis
 
 # ---- array creation: the results are constants. A Box passed where numpy
-# expects data (full's fill_value, ...) is refused by Box.__array_function__.
+# expects data (linspace's start, ...) is refused by Box.__array_function__.
 zeros = _np.zeros
 ones = _np.ones
 empty = _np.empty
-full = _np.full
 eye = _np.eye
 identity = _np.identity
 tri = _np.tri
@@ -164,9 +163,20 @@ ones_like = _passthrough(_np.ones_like)
 empty_like = _passthrough(_np.empty_like)
 
 
+def full(shape, fill_value, dtype=None):
+    """numpy.full; a traced fill_value is broadcast to `shape`, so it stays traced."""
+    if isbox(fill_value):
+        out = broadcast_to(fill_value, shape)
+        return out if dtype is None else astype(out, dtype)
+    return _np.full(shape, fill_value, dtype=dtype)
+
+
 def full_like(a, fill_value, dtype=None):
-    """numpy.full_like (a constant: a traced fill_value is refused, not silently dropped)."""
-    return _np.full_like(getval(a), fill_value, dtype=dtype)
+    """numpy.full_like (of a's shape and dtype); a traced fill_value stays traced."""
+    a = getval(a)
+    if isbox(fill_value):
+        return full(_np.shape(a), fill_value, dtype=a.dtype if dtype is None else dtype)
+    return _np.full_like(a, fill_value, dtype=dtype)
 
 
 # Integer and boolean results: piecewise constant, so nothing is lost by unboxing.

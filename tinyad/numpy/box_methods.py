@@ -41,7 +41,6 @@ _OPERATOR_UFUNCS = {
     onp.power: ops.power,
     onp.matmul: ops.matmul,
     onp.negative: ops.negative,
-    onp.absolute: ops.absolute,
 }
 # Comparisons give raw boolean arrays: they carry no gradient.
 _COMPARISON_UFUNCS = {

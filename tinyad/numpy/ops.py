@@ -403,7 +403,7 @@ def min(x, axis=None, *, keepdims=False):
 def _extremum_vjp(g, ans, x, axis=None, *, keepdims=False):
     """g goes to the entries equal to the extremum, split evenly among ties (as autograd)."""
     shape = _shape(x)
-    hit = getval(x) == getval(_keep(ans, shape, axis, keepdims))
+    hit = getval(x) == _keep(getval(ans), shape, axis, keepdims)
     return _keep(g, shape, axis, keepdims) * _weights(hit, axis, _dtype(g))
 
 
@@ -898,12 +898,11 @@ def _vstack(*arrays):
     return onp.vstack(arrays)
 
 
-defvjp_argnum(
-    _vstack,
-    lambda argnum, g, ans, *arrays: _piece(
-        g, arrays, argnum, 0, [_at_least(_shape(x), 2)[0] for x in arrays]
-    ),
-)
+def _vstack_vjp(argnum, g, ans, *arrays):
+    return _piece(g, arrays, argnum, 0, [_at_least(_shape(x), 2)[0] for x in arrays])
+
+
+defvjp_argnum(_vstack, _vstack_vjp)
 
 
 def vstack(arrays):
@@ -917,11 +916,12 @@ def _stack(*arrays, axis=0):
     return onp.stack(arrays, axis=axis)
 
 
-# Array k is the k-th slice of the result along the new axis.
-defvjp_argnum(
-    _stack,
-    lambda argnum, g, ans, *arrays, axis=0: g[(slice(None),) * (axis % _ndim(ans)) + (argnum,)],
-)
+def _stack_vjp(argnum, g, ans, *arrays, axis=0):
+    """Array k is the k-th slice of the result along the new axis."""
+    return g[(slice(None),) * (axis % _ndim(ans)) + (argnum,)]
+
+
+defvjp_argnum(_stack, _stack_vjp)
 
 
 def stack(arrays, axis=0):
