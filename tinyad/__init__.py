@@ -7,12 +7,10 @@ f = lambda W, y: np.sum(np.sin(W @ y))
 tinyad.grad(f)(W, y)           # (cos(W y)) ⊗ y, without building a Jacobian
 """
 
-# The submodule tinyad.trace is imported before the function of that name is bound, so that a
-# later `from .trace import ...` cannot replace tinyad.trace (the function) with the module.
-from . import nn, numpy, optim, trace  # noqa: F401
+from . import nn, numpy, optim
 from .checks import check_grads, numerical_grad
 from .core import Box, defvjp, defvjp_all, defvjp_argnum, getval, isbox, primitive
-from .transforms import grad, hessian, jacobian, trace, value_and_grad, vjp  # noqa: F811
+from .transforms import grad, hessian, jacobian, trace, value_and_grad, vjp
 from .tree import flatten, tree_flatten, tree_map, tree_unflatten
 
 __all__ = [

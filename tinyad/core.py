@@ -47,9 +47,9 @@ class Tape:
         """Start a trace from `value`: a record with no primitive."""
         return self.record(None, value, (), {}, ())
 
-    # Printing, plotting and the memory count live in tinyad/trace.py.
+    # Printing, plotting and the memory count live in tinyad/tape_view.py.
     def __str__(self):
-        from .trace import format_tape
+        from .tape_view import format_tape
 
         return format_tape(self)
 
@@ -57,13 +57,13 @@ class Tape:
 
     def plot(self, ax=None):
         """Draw the graph with matplotlib; returns the Axes."""
-        from .trace import plot_tape
+        from .tape_view import plot_tape
 
         return plot_tape(self, ax)
 
     def nbytes(self):
         """Bytes the tape keeps alive for the backward pass (each array once)."""
-        from .trace import kept_bytes
+        from .tape_view import kept_bytes
 
         return kept_bytes(self)
 
