@@ -21,6 +21,7 @@ import functools
 import numpy as _np
 
 from ..core import getval, isbox
+from ..tree import tree_flatten
 from . import box_methods, linalg, random  # box_methods installs Box's operators
 from .ops import (
     abs,
@@ -246,12 +247,33 @@ def array(a, dtype=None, **kwargs):
     return _np.array(a, dtype=dtype, **kwargs)
 
 
+def _not_differentiable(name, fun):
+    """numpy.<name> for constants; a TypeError naming it when handed a traced value."""
+
+    def guard(*args, **kwargs):
+        leaves = tree_flatten((args, kwargs))[0]
+        if builtins.any(isbox(x) for x in leaves):
+            raise TypeError(
+                f"numpy.{name} was called on a traced value, but tinyad.numpy has no vjp for "
+                f"it, so it cannot be differentiated. Write it with tinyad.numpy's functions, "
+                f"or as a @tinyad.primitive with its vjp (tinyad.defvjp)."
+            )
+        return fun(*args, **kwargs)
+
+    guard.__name__ = name
+    guard.constants_only = True
+    guard.__doc__ = f"numpy.{name} on constants only (not differentiable in tinyad)."
+    return guard
+
+
 def __getattr__(name):
-    """Any numpy name not above: refused, so it cannot silently cut a gradient."""
-    if hasattr(_np, name):
+    """Any other numpy function works on constants and refuses traced values by name."""
+    fun = getattr(_np, name, None)
+    if callable(fun) and not isinstance(fun, type):
+        return _not_differentiable(name, fun)
+    if fun is not None:
         raise AttributeError(
-            f"tinyad.numpy.{name} is not provided: numpy.{name} has no vjp in tinyad, so it "
-            f"cannot be differentiated. Write it with tinyad.numpy's functions, or as a "
-            f"@tinyad.primitive with its vjp (tinyad.defvjp). On constants, call numpy.{name}."
+            f"tinyad.numpy.{name} is not provided: use numpy.{name} on constants, or write "
+            "what you need with tinyad.numpy's functions"
         )
     raise AttributeError(f"module 'tinyad.numpy' has no attribute {name!r}")

@@ -57,7 +57,9 @@ def _untraceable(module, name):
     """The TypeError for raw `module.name` (e.g. numpy.sin) called on a Box, with the fix."""
     ours = "tinyad." + module
     try:
-        has = hasattr(importlib.import_module(ours), name)
+        ours_fun = getattr(importlib.import_module(ours), name, None)
+        # differentiable there, not just numpy's own passed through for constants
+        has = ours_fun is not None and not getattr(ours_fun, "constants_only", False)
     except ImportError:
         has = False
     if has:
