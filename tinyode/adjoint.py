@@ -13,6 +13,7 @@ at each t_i the cotangent of ys[i] is added to a. All three products come from
 one `tinyad.vjp` of f per evaluation: no Jacobian is ever built.
 """
 
+import builtins
 import warnings
 
 import tinyad
@@ -35,21 +36,20 @@ def odeint_adjoint(y0, t, *leaves, func, treedef, opts, info):
 def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
     """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys, by backward solves of the augmented state."""
     shape, n = np.shape(y0), int(np.size(y0))
-    theta, unflatten = tinyad.flatten(list(leaves))
-    p = int(np.size(theta))
+    p = builtins.sum(int(np.size(x)) for x in leaves)
     dtype = getval(ys).dtype
 
-    def f(z, t, theta):
-        """f on flat vectors: the dynamics as the augmented state sees them."""
-        args = tree_unflatten(treedef, unflatten(theta))
-        return np.ravel(func(np.reshape(z, shape), t, *args))
+    def f(z, t, leaves):
+        """f on a flat z: the dynamics as the augmented state sees them."""
+        return np.ravel(func(np.reshape(z, shape), t, *tree_unflatten(treedef, leaves)))
 
-    def augmented(s, t, theta):
+    def augmented(s, t, leaves):
         """d/dt [z, a, dL/dθ, dL/dt] = [f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t]."""
         z, a = s[:n], s[n : 2 * n]
-        dz, f_vjp = tinyad.vjp(f, z, t, theta)
-        da, dt, dtheta = f_vjp(-a)
-        return np.concatenate([dz, da, dtheta, np.reshape(dt, (1,)).astype(dtype)])
+        dz, f_vjp = tinyad.vjp(f, z, t, leaves)
+        da, dt, dleaves = f_vjp(-a)
+        dtheta = [np.ravel(d) for d in dleaves]  # θ's leaves packed into the state vector
+        return np.concatenate([dz, da, *dtheta, np.reshape(dt, (1,)).astype(dtype)])
 
     backward_opts = opts._replace(
         rtol=opts.adjoint_rtol,
@@ -60,19 +60,24 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
     )
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
     a = np.ravel(g[-1])
-    dtheta = np.zeros(p, dtype=dtype)
+    dtheta = np.zeros(p, dtype=dtype)  # dL/dθ, all of θ's leaves as one vector
     dt0 = np.zeros(1, dtype=dtype)  # accumulates dL/dt_0
     t_bars = []
     for i in range(len(ys) - 1, 0, -1):
         z_i = np.ravel(ys[i])
         # Moving t_i moves the measurement along the trajectory: dL/dt_i = g_iᵀ f(z(t_i), t_i).
-        t_bar = np.sum(np.ravel(g[i]) * f(z_i, t[i], theta))
+        t_bar = np.sum(np.ravel(g[i]) * f(z_i, t[i], leaves))
         counts["nfe"] += 1
         t_bars.append(t_bar)
         dt0 = dt0 - t_bar
         state = np.concatenate([z_i, a, dtheta, dt0])
         path, sub = solve(
-            augmented, state, np.stack([t[i], t[i - 1]]), (theta,), backward_opts, "adjoint"
+            augmented,
+            state,
+            np.stack([t[i], t[i - 1]]),
+            (list(leaves),),
+            backward_opts,
+            "adjoint",
         )
         for k in counts:
             counts[k] += sub[k]
@@ -82,7 +87,12 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
         dtheta, dt0 = s[2 * n : 2 * n + p], s[2 * n + p :]
     info["backward"] = counts
     dt = np.concatenate([dt0, np.stack(t_bars[::-1])]) if t_bars else dt0
-    return (np.reshape(a, shape), np.reshape(dt, np.shape(t)), *unflatten(dtheta))
+    dleaves, start = [], 0
+    for x in leaves:  # unpack dL/dθ into the shapes of θ's leaves
+        size = int(np.size(x))
+        dleaves.append(np.reshape(dtheta[start : start + size], np.shape(x)))
+        start += size
+    return (np.reshape(a, shape), np.reshape(dt, np.shape(t)), *dleaves)
 
 
 def _backward_step(opts):
