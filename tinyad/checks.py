@@ -76,8 +76,8 @@ def _compare(rev, num, what, rtol, atol):
             leaf = f", leaf {k}" if len(rev_leaves) > 1 else ""
             raise AssertionError(
                 f"{what}{leaf}: reverse mode and finite differences disagree; worst entry "
-                f"{tuple(int(j) for j in i)}: reverse {r[i]!r}, numerical {n[i]!r}, relative "
-                f"error {rel:.3g} (rtol={rtol}, atol={atol})"
+                f"{tuple(int(j) for j in i)}: reverse {float(r[i]):.8g}, numerical "
+                f"{float(n[i]):.8g}, relative error {rel:.3g} (rtol={rtol}, atol={atol})"
             )
 
 

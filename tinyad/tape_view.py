@@ -77,7 +77,14 @@ def plot_tape(tape, ax=None):
                 "",
                 xy=pos[i],
                 xytext=pos[p],
-                arrowprops=dict(arrowstyle="->", color="0.5", shrinkA=14, shrinkB=14),
+                arrowprops=dict(
+                    arrowstyle="->",
+                    color="0.5",
+                    shrinkA=14,
+                    shrinkB=14,
+                    # an edge that skips columns curves around the nodes in between
+                    connectionstyle=f"arc3,rad={0.3 if depth[i] - depth[p] > 1 else 0.0}",
+                ),
             )
         label = "input" if prim is None else prim.name
         shape = getattr(getval(ans), "shape", ())

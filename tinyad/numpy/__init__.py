@@ -20,6 +20,7 @@ import functools
 
 import numpy as _np
 
+from ..backend import array_module
 from ..core import getval, isbox
 from ..tree import tree_flatten
 from . import box_methods, linalg, random  # box_methods installs Box's operators
@@ -237,14 +238,14 @@ def asarray(a, dtype=None):
         return a if dtype is None or _np.dtype(dtype) == a.dtype else astype(a, dtype)
     if isinstance(a, (list, tuple)) and _holds_box(a):
         return stack([asarray(e, dtype) for e in a])
-    return _np.asarray(a, dtype=dtype)
+    return array_module(a).asarray(a, dtype=dtype)  # a CuPy array stays on its device
 
 
 def array(a, dtype=None, **kwargs):
     """numpy.array; traced values as in `asarray` (a Box is immutable: no copy is needed)."""
     if isbox(a) or (isinstance(a, (list, tuple)) and _holds_box(a)):
         return asarray(a, dtype)
-    return _np.array(a, dtype=dtype, **kwargs)
+    return array_module(a).array(a, dtype=dtype, **kwargs)
 
 
 def _not_differentiable(name, fun):
