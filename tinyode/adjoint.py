@@ -19,6 +19,7 @@ import warnings
 import tinyad
 import tinyad.numpy as np
 from tinyad import getval
+from tinyad.backend import array_module
 from tinyad.tree import tree_unflatten
 
 from .errors import BacksolveWarning
@@ -60,8 +61,9 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
     )
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
     a = np.ravel(g[-1])
-    dtheta = np.zeros(p, dtype=dtype)  # dL/dθ, all of θ's leaves as one vector
-    dt0 = np.zeros(1, dtype=dtype)  # accumulates dL/dt_0
+    xp = array_module(getval(ys))  # numpy or CuPy: the new arrays join the state's module
+    dtheta = xp.zeros(p, dtype=dtype)  # dL/dθ, all of θ's leaves as one vector
+    dt0 = xp.zeros(1, dtype=dtype)  # accumulates dL/dt_0
     t_bars = []
     for i in range(len(ys) - 1, 0, -1):
         z_i = np.ravel(ys[i])

@@ -164,6 +164,9 @@ def odeint(
         adjoint_norm,
     )
     y0 = _as_float(y0)
+    xp = array_module(getval(y0))
+    if xp is not numpy and type(t) is numpy.ndarray:
+        t = xp.asarray(t)  # host times join the state's device (one explicit copy)
     opts = Options(
         method,
         rtol,

@@ -10,10 +10,15 @@ tinyad.numpy operations on whatever it is handed, so the same loop
 - replays a recorded schedule of accepted steps under the tape ("checkpoint").
 
 Step-size decisions are made on raw floats: one host value per step (the
-error ratio) is the only synchronisation with the array's device.
+error ratio of an adaptive step, the finiteness of a fixed step's result) is
+the only synchronisation with the array's device; the rest of the loop only
+queues array operations. Arrays are made by tinyad.numpy operations on the
+inputs, so they stay in the inputs' array module (numpy, CuPy).
 """
 
 import math
+
+import numpy
 
 import tinyad.numpy as np
 from tinyad import getval, isbox
@@ -48,12 +53,16 @@ def rms_norm(x):
 
 
 def _combine(y, h, coeffs, ks):
-    """y + h Σ coeffs[i] k_i, skipping zero coefficients."""
+    """y + h Σ coeffs[i] k_i, skipping the tableau's zero coefficients."""
     acc = None
     for c, k in zip(coeffs, ks):
-        if c:
+        # Only a Python number is tested: bool() of a traced weight would sync the device.
+        if not isinstance(c, (int, float)) or c != 0:
             acc = c * k if acc is None else acc + c * k
     return y if acc is None else y + h * acc
+
+
+_LOW_PRECISION = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float16))
 
 
 class Stepper:
@@ -64,6 +73,9 @@ class Stepper:
 
     def f(self, y, t):
         self.stats.nfe += 1
+        dtype = getattr(getval(y), "dtype", None)
+        if type(t) is float and dtype in _LOW_PRECISION:
+            t = dtype.type(t)  # a host time as a float32 scalar: np.sin(t) keeps y float32
         return self.func(y, t, *self.args)
 
     def step(self, t, y, h, k1):
@@ -228,11 +240,12 @@ def integrate(
                 step = Step(tn, nxt - tn, i if nxt == t_raw[i] else None, (), None)
                 if tn != t0:
                     k1 = stepper.f(y, _time(ts, traced, tn, t0))
-                    _check_finite(k1, tn, stats)
                 y1, _, outs = take_step(stepper, ts, traced, t0, y, k1, step)
                 accept(step, y, y1, outs)
                 y = y1
-                _check_finite(y, tn, stats)  # a fixed step has no error estimate to catch NaN
+                # The one host value of a fixed step (no error estimate to catch NaN); a
+                # non-finite k1 makes y1 non-finite, so this check covers it too.
+                _check_finite(y, tn, stats)
                 tn = nxt
         return ys
 
@@ -267,9 +280,12 @@ def integrate(
         h_try = ts[-1] - t if (traced and last) else hs
         y1, ks = stepper.step(t, y, h_try, k1)
         err = _combine(0.0, hs, tab.b_err, [getval(k) for k in ks])
+        # The one host value per step: every decision below is made on this float.
         ratio = error_ratio(err, y, y1, rtol, atol, norm)
         if not ratio <= 1.0:  # rejected (also when the ratio is NaN)
             nonfinite = not math.isfinite(ratio)
+            if nonfinite:  # a non-finite k1 is not cured by a smaller step: stop now
+                _check_finite(k1, tn, stats)
             stats.n_rejected += 1
             h = abs(hs) * (0.2 if nonfinite else min(1.0, max(0.2, 0.9 * ratio**-alpha)))
             rejected_last = True
@@ -285,8 +301,8 @@ def integrate(
         accept(step, y, y1, interpolate(stepper, ts, traced, t, y, h_try, ks, outs))
         tn = t_end if last else tn + hs
         y = y1
+        # k1 is checked for NaN only if the next error ratio is not finite (no sync here).
         k1 = ks[n_stages - 1] if tab.fsal else stepper.f(y1, _time(ts, traced, tn, t0))
-        _check_finite(k1, tn, stats)
         factor = 0.9 * max(ratio, 1e-10) ** -alpha * prev_ratio**beta
         h = abs(hs) * min(1.0 if rejected_last else 10.0, max(0.2, factor))
         prev_ratio, rejected_last = max(ratio, 1e-4), False

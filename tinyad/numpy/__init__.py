@@ -170,7 +170,7 @@ def full(shape, fill_value, dtype=None):
     if isbox(fill_value):
         out = broadcast_to(fill_value, shape)
         return out if dtype is None else astype(out, dtype)
-    return _np.full(shape, fill_value, dtype=dtype)
+    return array_module(fill_value).full(shape, fill_value, dtype=dtype)  # CuPy's for a CuPy value
 
 
 def full_like(a, fill_value, dtype=None):
@@ -228,6 +228,15 @@ def _holds_box(x):
     )
 
 
+def _module_of(a):
+    """The array module of `a`, or of the first CuPy (non-numpy) array in a nested list."""
+    for leaf in tree_flatten(a)[0]:
+        xp = array_module(leaf)
+        if xp is not _np:
+            return xp
+    return _np
+
+
 def asarray(a, dtype=None):
     """numpy.asarray that keeps traced values traced.
 
@@ -238,14 +247,14 @@ def asarray(a, dtype=None):
         return a if dtype is None or _np.dtype(dtype) == a.dtype else astype(a, dtype)
     if isinstance(a, (list, tuple)) and _holds_box(a):
         return stack([asarray(e, dtype) for e in a])
-    return array_module(a).asarray(a, dtype=dtype)  # a CuPy array stays on its device
+    return _module_of(a).asarray(a, dtype=dtype)  # CuPy arrays stay on their device
 
 
 def array(a, dtype=None, **kwargs):
     """numpy.array; traced values as in `asarray` (a Box is immutable: no copy is needed)."""
     if isbox(a) or (isinstance(a, (list, tuple)) and _holds_box(a)):
         return asarray(a, dtype)
-    return array_module(a).array(a, dtype=dtype, **kwargs)
+    return _module_of(a).array(a, dtype=dtype, **kwargs)
 
 
 def _not_differentiable(name, fun):
