@@ -266,3 +266,12 @@ def test_against_torchdiffeq_odeint_adjoint():
     ours = tinyad.flatten(g_params)[0]
     theirs = numpy.concatenate([p.grad.numpy().ravel() for p in f.ps])
     assert relerr(ours, theirs) < 1e-5
+
+
+def test_backward_blow_up_says_use_checkpoint():
+    """On Lorenz over one long interval the backward z blows up before any drift check."""
+    t = numpy.array([0.0, 3.0])
+    y0 = numpy.array([1.0, 0.0, 0.0])
+    loss = lambda y0: np.sum(tinyode.odeint(lorenz, y0, t, rtol=1e-6, atol=1e-6, max_steps=1000))
+    with pytest.raises(tinyode.SolverError, match=r"backward solve.*checkpoint"):
+        tinyad.grad(loss)(y0)

@@ -22,7 +22,7 @@ from tinyad import getval
 from tinyad.backend import array_module
 from tinyad.tree import tree_unflatten
 
-from .errors import BacksolveWarning
+from .errors import BacksolveWarning, SolverError
 from .odeint import forward, solve
 from .solver import rms_norm
 
@@ -73,14 +73,16 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
         t_bars.append(t_bar)
         dt0 = dt0 - t_bar
         state = np.concatenate([z_i, a, dtheta, dt0])
-        path, sub = solve(
-            augmented,
-            state,
-            np.stack([t[i], t[i - 1]]),
-            (list(leaves),),
-            backward_opts,
-            "adjoint",
-        )
+        times = np.stack([t[i], t[i - 1]])
+        try:
+            path, sub = solve(augmented, state, times, (list(leaves),), backward_opts, "adjoint")
+        except SolverError as e:
+            raise SolverError(
+                f"the adjoint's backward solve from t={float(getval(t[i])):.6g} to "
+                f"t={float(getval(t[i - 1])):.6g} failed: {e}. Solving z backwards is unstable "
+                'on this problem (stiff or chaotic dynamics): use gradient="checkpoint", or '
+                "more output times so the backward solve restarts from stored states"
+            ) from e
         for k in counts:
             counts[k] += sub[k]
         s = path[1]
