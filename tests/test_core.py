@@ -279,3 +279,10 @@ def test_trace_prints_one_line_per_primitive_with_shapes_and_bytes():
     labels = [t.get_text() for t in ax.texts if t.get_text()]  # arrows are empty annotations
     assert len(labels) == 5 and labels[2].startswith("2: matmul")
     assert len(ax.texts) - len(labels) == 4  # W→matmul, y→matmul, matmul→sin, sin→sum
+
+
+def test_check_grads_holds_non_float_arguments_fixed():
+    import tinyad.numpy as np
+
+    x = numpy.arange(6.0).reshape(2, 3) / 7
+    tinyad.check_grads(lambda x, axis: np.sum(np.sin(x), axis=axis), x, 1, order=2)

@@ -37,9 +37,16 @@ def numerical_grad(fun, *args, argnum=0, eps=1e-6):
     return tree_unflatten(treedef, grads)
 
 
+def _is_float(x):
+    return isinstance(x, float) or getattr(getattr(x, "dtype", None), "kind", None) == "f"
+
+
 def _as_float64(tree):
+    """Float leaves promoted to float64 (finite differences need the digits); others as is."""
     leaves, treedef = tree_flatten(tree)
-    return tree_unflatten(treedef, [numpy.asarray(x, dtype=numpy.float64) for x in leaves])
+    return tree_unflatten(
+        treedef, [numpy.asarray(x, dtype=numpy.float64) if _is_float(x) else x for x in leaves]
+    )
 
 
 def _scalarize(fun, out_example, rng):
@@ -84,7 +91,7 @@ def _compare(rev, num, what, rtol, atol):
 def check_grads(fun, *args, argnum=None, order=1, eps=1e-6, rtol=1e-5, atol=1e-8):
     """Assert that reverse mode matches central finite differences; returns None.
 
-    Checks every positional argument (or those in `argnum`). A non-scalar `fun` is
+    Checks every positional float argument (or those in `argnum`). A non-scalar `fun` is
     checked through L = Σ v ⊙ fun with a fixed random v. With order=2, also checks
     the gradient of the directional derivative uᵀ∇L (the vjp of each vjp).
     Inputs are promoted to float64 so that the finite differences are accurate.
@@ -93,8 +100,8 @@ def check_grads(fun, *args, argnum=None, order=1, eps=1e-6, rtol=1e-5, atol=1e-8
     """
     rng = numpy.random.default_rng(0)
     args = tuple(_as_float64(a) for a in args)
-    if argnum is None:
-        argnums = range(len(args))
+    if argnum is None:  # every float argument; ints, strings, None... are held fixed
+        argnums = [n for n, a in enumerate(args) if all(map(_is_float, tree_flatten(a)[0]))]
     else:
         argnums = (argnum,) if isinstance(argnum, int) else argnum
     scalar = _scalarize(fun, getval(fun(*args)), rng)
