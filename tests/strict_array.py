@@ -4,8 +4,8 @@
 matters for leaks:
 
 - `numpy.asarray(x)` (`__array__`) raises TypeError, as CuPy's does;
-- a ufunc or numpy function that mixes it with a numpy.ndarray (not 0-d) raises
-  TypeError; Python and numpy scalars are fine. Numpy's functions dispatch to it
+- a ufunc or numpy function that mixes it with a numpy.ndarray (even a 0-d one)
+  raises TypeError; Python and numpy scalars are fine. Numpy's functions dispatch to it
   through `__array_ufunc__` / `__array_function__` (unwrap, call numpy, rewrap),
   but creation functions (`numpy.zeros(shape)`) do not: their numpy results then
   collide with device arrays and raise, which is how a leak shows up;
@@ -34,7 +34,7 @@ def _unwrap(x):
     """Raw numpy values of StrictArrays, recursing into lists, tuples and dicts."""
     if type(x) is StrictArray:
         return x.a
-    if type(x) is numpy.ndarray and x.ndim:
+    if type(x) is numpy.ndarray:  # even 0-d: CuPy takes numpy scalars, not 0-d arrays
         raise TypeError(
             f"implicit conversion of a numpy.ndarray of shape {x.shape} to a device array; "
             "convert explicitly with xp.asarray (as CuPy requires)"

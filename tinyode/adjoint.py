@@ -39,6 +39,7 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
     shape, n = np.shape(y0), int(np.size(y0))
     p = builtins.sum(int(np.size(x)) for x in leaves)
     dtype = getval(ys).dtype
+    xp = array_module(getval(ys))  # numpy or CuPy: the new arrays join the state's module
 
     def f(z, t, leaves):
         """f on a flat z: the dynamics as the augmented state sees them."""
@@ -49,6 +50,8 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
         z, a = s[:n], s[n : 2 * n]
         dz, f_vjp = tinyad.vjp(f, z, t, leaves)
         da, dt, dleaves = f_vjp(-a)
+        if not tinyad.isbox(dt) and array_module(dt) is not xp:
+            dt = xp.zeros((), dtype)  # f ignores t: its zero cotangent was made like t, on the host
         dtheta = [np.ravel(d) for d in dleaves]  # θ's leaves packed into the state vector
         return np.concatenate([dz, da, *dtheta, np.reshape(dt, (1,)).astype(dtype)])
 
@@ -61,7 +64,6 @@ def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
     )
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
     a = np.ravel(g[-1])
-    xp = array_module(getval(ys))  # numpy or CuPy: the new arrays join the state's module
     dtheta = xp.zeros(p, dtype=dtype)  # dL/dθ, all of θ's leaves as one vector
     dt0 = xp.zeros(1, dtype=dtype)  # accumulates dL/dt_0
     t_bars = []

@@ -542,7 +542,8 @@ def _tensordot_vjp_a(g, ans, a, b, axes=2):
     a_free = [i for i in range(_ndim(a)) if i not in a_sum]
     b_free = [i for i in range(_ndim(b)) if i not in b_sum]
     g_b = list(range(len(a_free), len(a_free) + len(b_free)))
-    out = tensordot(g, b, (g_b, b_free))  # axes: a_free, then b's summed axes in b's order
+    # (tuples: CuPy's tensordot accepts a 0-d operand only with axes ((), ()))
+    out = tensordot(g, b, (tuple(g_b), tuple(b_free)))  # a_free, then b's summed axes in order
     return _transpose_back(out, a_free + [a_sum[k] for k in _argsort(b_sum)])
 
 
@@ -551,7 +552,7 @@ def _tensordot_vjp_b(g, ans, a, b, axes=2):
     a_sum, b_sum = _tensordot_axes(axes, _ndim(a), _ndim(b))
     a_free = [i for i in range(_ndim(a)) if i not in a_sum]
     b_free = [i for i in range(_ndim(b)) if i not in b_sum]
-    out = tensordot(a, g, (a_free, list(range(len(a_free)))))  # a's summed axes, then b_free
+    out = tensordot(a, g, (tuple(a_free), tuple(range(len(a_free)))))  # a's summed, then b_free
     return _transpose_back(out, [b_sum[k] for k in _argsort(a_sum)] + b_free)
 
 
