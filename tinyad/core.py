@@ -192,9 +192,11 @@ def defvjp_argnum(prim, fn):
 
 
 def defvjp_all(prim, fn):
-    """One call for all arguments: `fn(g, ans, *args, **kwargs)` returns a tuple of cotangents.
+    """One call for all arguments: `fn(argnums, g, ans, *args, **kwargs)` returns a tuple of
+    cotangents, one per positional argument (those not in `argnums` may be None).
 
-    For primitives whose cotangents come out of one computation (the ODE adjoint).
+    For primitives whose cotangents come out of one computation (the ODE adjoint);
+    `argnums` says which are needed, so work for the others can be skipped.
     """
     prim.vjp_all = fn
 
@@ -217,7 +219,7 @@ def backward(tape, out, g):
             inputs[i] = g
             continue
         if prim.vjp_all is not None:
-            every = prim.vjp_all(g, ans, *args, **kwargs)
+            every = prim.vjp_all(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
         for argnum, parent in parents:
             if prim.vjp_all is not None:
                 ct = every[argnum]

@@ -34,7 +34,7 @@ def odeint_adjoint(y0, t, *leaves, func, treedef, opts, info):
     return forward(y0, t, leaves, func, treedef, opts, info)
 
 
-def adjoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info):
+def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info):
     """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys, by backward solves of the augmented state."""
     shape, n = np.shape(y0), int(np.size(y0))
     p = builtins.sum(int(np.size(x)) for x in leaves)

@@ -23,7 +23,7 @@ def odeint_checkpoint(y0, t, *leaves, func, treedef, opts, info, memo):
     return forward(y0, t, leaves, func, treedef, opts, info, record=memo["steps"])
 
 
-def checkpoint_vjp(g, ys, y0, t, *leaves, func, treedef, opts, info, memo):
+def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info, memo):
     """(dL/dy0, dL/dt, *dL/dθ): each step replayed under the tape, last to first."""
     steps = memo["steps"]
     tab = TABLEAUS[opts.method]
