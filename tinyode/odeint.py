@@ -16,7 +16,7 @@ from tinyad import getval
 from tinyad.backend import array_module
 from tinyad.tree import tree_flatten, tree_unflatten
 
-from .solver import Stats, integrate, rms_norm
+from .solver import Stats, integrate, mixed_norm, rms_norm
 from .tableaus import TABLEAUS
 
 METHODS = ("euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
@@ -33,13 +33,16 @@ class Options(NamedTuple):
     adjoint_rtol: float
     adjoint_atol: float
     adjoint_norm: str
-    norm_size: int | None  # RMS over only the first norm_size entries (the seminorm)
+    # The adjoint's state [z, a, dL/dθ, dL/dt] as (start, stop) parts: its error norm is the
+    # largest RMS norm of a part (each part on its own scale, as torchdiffeq does); the
+    # seminorm lists only z and a. None: one RMS norm over the whole state.
+    norm_parts: tuple | None
 
     def solve_kwargs(self):
         norm = rms_norm
-        if self.norm_size is not None:
-            size = self.norm_size
-            norm = lambda x: rms_norm(x.reshape(-1)[:size])  # noqa: E731
+        if self.norm_parts is not None:
+            parts = self.norm_parts
+            norm = lambda x: mixed_norm(x, parts)  # noqa: E731
         return dict(
             method=self.method,
             rtol=self.rtol,

@@ -52,6 +52,13 @@ def rms_norm(x):
     return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
 
 
+def mixed_norm(x, parts):
+    """max over (start, stop) parts of the RMS norm of x[start:stop]; one host value."""
+    v = x.reshape(-1)
+    squares = [np.mean(v[a:b] * v[a:b]) for a, b in parts if b > a]
+    return float(np.sqrt(np.max(np.stack(squares))))
+
+
 def _combine(y, h, coeffs, ks):
     """y + h Σ coeffs[i] k_i, skipping the tableau's zero coefficients."""
     acc = None
