@@ -22,6 +22,8 @@ import numpy
 
 import tinyad.numpy as np
 from tinyad import getval, isbox
+from tinyad.backend import array_module
+from tinyad.tree import tree_flatten
 
 from .errors import SolverError
 from .tableaus import TABLEAUS
@@ -107,6 +109,74 @@ class Stepper:
                 ks.append(self.f(_combine(y, h, row, ks), t + c * h))
         weights = [sum(p * theta ** (j + 1) for j, p in enumerate(row)) for row in tab.dense_p]
         return _combine(y, h, weights, ks)
+
+    def last_stage(self, ks):
+        """f(y_{n+1}) of an FSAL method: the next step's k1."""
+        return ks[len(self.tab.c) - 1]
+
+    def error(self, h, ks):
+        """The embedded error estimate h Σ b_err_i k_i, on raw values."""
+        return _combine(0.0, h, self.tab.b_err, [getval(k) for k in ks])
+
+
+class BufferedStepper(Stepper):
+    """The same steps on raw arrays, faster: the stages live in one preallocated buffer
+    K (one row per stage) and each combination Σ a_ij k_j is one matrix product.
+
+    Used whenever nothing is traced (the forward pass of "adjoint" and "checkpoint",
+    the adjoint's backward solve); `Stepper`'s term-by-term sums are what the tape
+    records in "backprop" and what a reader should learn from: the arithmetic is the same.
+    """
+
+    def __init__(self, func, args, tableau, stats, y0):
+        super().__init__(func, args, tableau, stats)
+        xp = array_module(y0)
+        s, s_all = len(tableau.c), len(tableau.c) + len(tableau.dense_c)
+        A = numpy.zeros((s_all, s_all))
+        for i, row in enumerate(tableau.a + tableau.dense_a):
+            A[i, : len(row)] = row
+        as_xp = lambda m: xp.asarray(numpy.asarray(m, dtype=y0.dtype))  # noqa: E731
+        self.A, self.b = as_xp(A), as_xp(tableau.b)
+        self.b_err = as_xp(tableau.b_err) if tableau.b_err is not None else None
+        self.P = as_xp(tableau.dense_p) if tableau.dense_p is not None else None
+        self.K = xp.empty((s_all,) + y0.shape, dtype=y0.dtype)
+        self.rows = self.K.reshape(s_all, -1)  # a view: K[i] and rows[i] share memory
+        self.s, self.shape, self.dense_ready = s, y0.shape, False
+
+    def _combine(self, y, h, weights, n):
+        return y + h * (weights @ self.rows[:n]).reshape(self.shape)
+
+    def step(self, t, y, h, k1):
+        tab, K = self.tab, self.K
+        K[0] = k1
+        y1 = None
+        for i in range(1, self.s):
+            yi = self._combine(y, h, self.A[i, :i], i)
+            if tab.fsal and i == self.s - 1:
+                y1 = yi
+            K[i] = self.f(yi, t + tab.c[i] * h)
+        if y1 is None:
+            y1 = self._combine(y, h, self.b, self.s)
+        self.dense_ready = not tab.dense_c
+        return y1, K  # K[i] is k_i; K[s - 1] is overwritten by the next step, after K[0]
+
+    def dense(self, t, y, h, ks, theta):
+        tab, s = self.tab, self.s
+        if not self.dense_ready:
+            for j, c in enumerate(tab.dense_c):
+                self.K[s + j] = self.f(
+                    self._combine(y, h, self.A[s + j, : s + j], s + j), t + c * h
+                )
+            self.dense_ready = True
+        powers = [theta ** (j + 1) for j in range(len(tab.dense_p[0]))]
+        weights = self.P @ array_module(self.P).asarray(powers, dtype=self.P.dtype)
+        return self._combine(y, h, weights, len(weights))
+
+    def error(self, h, ks):
+        return h * (self.b_err @ self.rows[: self.s]).reshape(self.shape)
+
+    def last_stage(self, ks):
+        return self.K[self.s - 1].copy()  # a copy: a rejected next step overwrites the buffer
 
 
 def error_ratio(err, y0, y1, rtol, atol, norm):
@@ -215,6 +285,9 @@ def integrate(
     k1 = stepper.f(y0, _time(ts, traced, t0, t0))
     _check_shape(k1, y0)
     _check_finite(k1, t0, stats)
+    if not (traced or isbox(y0) or isbox(k1) or any(map(isbox, tree_flatten(args)[0]))):
+        stepper = BufferedStepper(func, args, tab, stats, y0)  # nothing to record: raw arrays
+        stepper.t_raw = t_raw
     ys = [y0]
 
     def accept(step, y, y1, outs):
@@ -265,7 +338,6 @@ def integrate(
     beta = 0.2 / (tab.error_order + 1)  # PI control (Hairer II.4): fac = 0.9 r^-α r_prev^β
     alpha = 1.0 / (tab.error_order + 1) - 0.75 * beta
     prev_ratio, rejected_last, nonfinite = 1e-4, False, False
-    n_stages = len(tab.c)
     while i_out < len(t_raw):
         _check_budget(stats, max_steps, tn)
         if h < 16 * math.ulp(max(abs(tn), 1.0)):
@@ -286,7 +358,7 @@ def integrate(
         t = _time(ts, traced, tn, t0)
         h_try = ts[-1] - t if (traced and last) else hs
         y1, ks = stepper.step(t, y, h_try, k1)
-        err = _combine(0.0, hs, tab.b_err, [getval(k) for k in ks])
+        err = stepper.error(hs, ks)
         # The one host value per step: every decision below is made on this float.
         ratio = error_ratio(err, y, y1, rtol, atol, norm)
         if not ratio <= 1.0:  # rejected (also when the ratio is NaN)
@@ -309,7 +381,7 @@ def integrate(
         tn = t_end if last else tn + hs
         y = y1
         # k1 is checked for NaN only if the next error ratio is not finite (no sync here).
-        k1 = ks[n_stages - 1] if tab.fsal else stepper.f(y1, _time(ts, traced, tn, t0))
+        k1 = stepper.last_stage(ks) if tab.fsal else stepper.f(y1, _time(ts, traced, tn, t0))
         factor = 0.9 * max(ratio, 1e-10) ** -alpha * prev_ratio**beta
         h = abs(hs) * min(1.0 if rejected_last else 10.0, max(0.2, factor))
         prev_ratio, rejected_last = max(ratio, 1e-4), False
