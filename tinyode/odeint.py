@@ -171,16 +171,16 @@ def odeint(
     if xp is not numpy and type(t) is numpy.ndarray:
         t = xp.asarray(t)  # host times join the state's device (one explicit copy)
     opts = Options(
-        method,
-        rtol,
-        atol,
-        step_size,
-        first_step,
-        max_steps,
-        rtol if adjoint_rtol is None else adjoint_rtol,
-        atol if adjoint_atol is None else adjoint_atol,
-        adjoint_norm,
-        None,
+        method=method,
+        rtol=rtol,
+        atol=atol,
+        step_size=step_size,
+        first_step=first_step,
+        max_steps=max_steps,
+        adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
+        adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
+        adjoint_norm=adjoint_norm,
+        norm_parts=None,
     )
     ys, info = solve(func, y0, t, args, opts, gradient)
     return (ys, info) if full_output else ys
