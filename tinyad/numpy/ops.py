@@ -508,6 +508,11 @@ def _matmul_vjp_b(g, ans, a, b):
         return g * a if _ndim(b) == 1 else expand_dims(a, -1) * expand_dims(g, -2)
     if _ndim(b) == 1:  # (…, k, n) @ (n,) -> (…, k)
         return squeeze(matmul(expand_dims(g, -2), a), -2)
+    if _ndim(b) == 2 and _ndim(a) > 2:
+        # (…, n, k) @ (k, m), e.g. a batch through a weight matrix: one GEMM over all rows
+        # of a, instead of a batched product the core would then sum over the batch axes.
+        k, m = _shape(a)[-1], _shape(g)[-1]
+        return matmul(transpose(reshape(a, (-1, k))), reshape(g, (-1, m)))
     return matmul(_swap(a), g)
 
 
