@@ -132,19 +132,31 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args, **kwargs):
-        tape, nested = None, False
+        # The hot path of tracing, hence written out flat. Usually every Box argument is on
+        # one tape: record there. Boxes of several tapes (nested traces) take `_record_nested`.
+        tape = None
         for x in args:
             if type(x) is Box:
                 if tape is None:
                     tape = x.tape
                 elif x.tape is not tape:
-                    nested = True
-                    if x.tape.level > tape.level:
-                        tape = x.tape
-        if tape is None:
+                    return self._record_nested(args, kwargs)
+        if tape is None:  # no Box: a plain call (as in the vjps of a first-order backward pass)
             return self.fun(*args, **kwargs)
-        raw = list(args)
-        parents = []
+        raw, parents, nested = list(args), [], False
+        for i, x in enumerate(args):
+            if type(x) is Box:
+                raw[i] = x.value
+                parents.append((i, x.index))
+                nested = nested or type(x.value) is Box
+        # A Box of an outer tape inside a Box (x.value): this call records on that tape too.
+        ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
+        return tape.record(self, ans, raw, kwargs, tuple(parents))
+
+    def _record_nested(self, args, kwargs):
+        """Record on the highest-level tape among the arguments; pass the others' Boxes on."""
+        tape = max((x.tape for x in args if type(x) is Box), key=lambda t: t.level)
+        raw, parents = list(args), []
         for i, x in enumerate(args):
             if type(x) is Box and x.tape.level == tape.level:
                 if x.tape is not tape:
@@ -153,11 +165,9 @@ class Primitive:
                         "do not keep Boxes from inside grad/vjp after it returns"
                     )
                 raw[i] = x.value
-                nested = nested or type(x.value) is Box
                 parents.append((i, x.index))
-        # Boxes of outer tapes may still be inside `raw`: this call records on those.
-        ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
-        return tape.record(self, ans, raw, kwargs, tuple(parents))
+        # Boxes of outer tapes are still among `raw`: this call records on those too.
+        return tape.record(self, self(*raw, **kwargs), raw, kwargs, tuple(parents))
 
     def vjp(self, argnum, g, ans, args, kwargs):
         fn = self.vjps.get(argnum)
@@ -218,16 +228,24 @@ def backward(tape, out, g):
         if prim is None:
             inputs[i] = g
             continue
-        if prim.vjp_all is not None:
-            every = prim.vjp_all(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
+        vjp_all = prim.vjp_all
+        if vjp_all is not None:
+            every = vjp_all(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
         for argnum, parent in parents:
-            if prim.vjp_all is not None:
+            if vjp_all is not None:
                 ct = every[argnum]
-            else:
-                ct = prim.vjp(argnum, g, ans, args, kwargs)
+            else:  # prim.vjp, with its common case (a vjp per argument) inlined: a hot loop
+                fn = prim.vjps.get(argnum)
+                ct = fn(g, ans, *args, **kwargs) if fn else prim.vjp(argnum, g, ans, args, kwargs)
             if ct is None:  # a vjp may say "zero" with None
                 continue
-            ct = fit_cotangent(ct, args[argnum], prim.name, argnum)
+            x = args[argnum]
+            try:  # fit_cotangent's common case inline (a hot loop): already the right array
+                fits = ct.shape == x.shape and ct.dtype == x.dtype
+            except AttributeError:  # a Python number
+                fits = False
+            if not fits:
+                ct = fit_cotangent(ct, x, prim.name, argnum)
             prev = cts.get(parent)
             cts[parent] = ct if prev is None else prev + ct
     return inputs
@@ -259,17 +277,22 @@ def fit_cotangent(ct, x, name, argnum):
     shape, cshape = _shape(x), _shape(ct)
     if cshape != shape:
         lead = len(cshape) - len(shape)
-        if lead < 0 or any(n != 1 and n != m for n, m in zip(shape, cshape[lead:])):
+        axes = list(range(lead))  # to sum: the axes broadcasting added in front ...
+        fits = lead >= 0
+        for k, n in enumerate(shape if fits else ()):
+            m = cshape[lead + k]
+            if n == 1 and m != 1:
+                axes.append(lead + k)  # ... and those it stretched from size 1
+            fits = fits and (n == m or n == 1)
+        if not fits:
             raise ValueError(
                 f"vjp of '{name}' for argument {argnum} returned shape {cshape}; expected the "
                 f"argument's shape {shape} (or one that broadcasts to it)"
             )
-        axes = tuple(range(lead)) + tuple(
-            lead + k for k, n in enumerate(shape) if n == 1 and cshape[lead + k] != 1
-        )
-        if axes:
-            ct = ct.sum(axis=axes, keepdims=True)
-        ct = ct.reshape(shape)
+        if len(axes) > lead or not shape:
+            ct = ct.sum(axis=tuple(axes), keepdims=True).reshape(shape)
+        else:  # only axes added in front: the sum has the argument's shape already
+            ct = ct.sum(axis=tuple(axes))
     xdt, cdt = _dtype(x), _dtype(ct)
     if cdt != xdt:
         if cdt.kind not in "fc" or (xdt.kind == "f" and cdt.kind == "c"):
