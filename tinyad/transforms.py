@@ -24,6 +24,9 @@ class _recording:
 def _as_float_leaf(x, what):
     """Box-able form of one input leaf; integers are refused (their gradient is meaningless)."""
     v = getval(x)
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if kind == "f" or kind == "c":  # a float array: the common case, checked first
+        return x
     if isinstance(v, bool) or isinstance(v, int):
         raise TypeError(
             f"{what} got an integer input ({v!r}); gradients are defined for floats: pass "
@@ -31,15 +34,19 @@ def _as_float_leaf(x, what):
         )
     if isinstance(v, float):
         return array_module(v).float64(v) if not isbox(x) else x
-    kind = getattr(getattr(v, "dtype", None), "kind", None)
     if kind is None:
         raise TypeError(f"{what} cannot differentiate with respect to {type(v).__name__} {v!r}")
-    if kind not in "fc":
-        raise TypeError(
-            f"{what} got an input of dtype {v.dtype}; gradients are defined for floats: pass "
-            "x.astype(float) (or float32)"
-        )
-    return x
+    raise TypeError(
+        f"{what} got an input of dtype {v.dtype}; gradients are defined for floats: pass "
+        "x.astype(float) (or float32)"
+    )
+
+
+def _flatten(tree):
+    """tree_flatten, with a shortcut for the common argument that is one array (a leaf)."""
+    if isinstance(tree, (list, tuple, dict)):
+        return tree_flatten(tree)
+    return [tree], None
 
 
 def vjp(fun, *args):
@@ -48,13 +55,12 @@ def vjp(fun, *args):
     Each argument may be an array, a float or a pytree; each cotangent has its structure.
     """
     with _recording() as tape:
-        structures, boxed = [], []
+        inputs, boxed = [], []  # inputs: (treedef, the input records' Boxes) per argument
         for arg in args:
-            leaves, treedef = tree_flatten(arg)
-            leaves = [_as_float_leaf(x, "vjp") for x in leaves]
-            boxes = [tape.input(x) for x in leaves]
-            structures.append((treedef, leaves, [b.index for b in boxes]))
-            boxed.append(tree_unflatten(treedef, boxes))
+            leaves, treedef = _flatten(arg)
+            boxes = [tape.input(_as_float_leaf(x, "vjp")) for x in leaves]
+            inputs.append((treedef, boxes))
+            boxed.append(boxes[0] if treedef is None else tree_unflatten(treedef, boxes))
         out = fun(*boxed)
     traced = isbox(out) and out.tape is tape
     ans = out.value if traced else out
@@ -62,15 +68,15 @@ def vjp(fun, *args):
     def vjp_fun(g):
         cts = backward(tape, out, g) if traced else {}
         result = []
-        for treedef, leaves, indices in structures:
+        for treedef, boxes in inputs:
             parts = []
-            for leaf, i in zip(leaves, indices):
-                ct = cts.get(i)
+            for box in boxes:
+                ct = cts.get(box.index)
                 if ct is None:  # the output does not depend on this input
-                    v = getval(leaf)
+                    v = getval(box)
                     ct = array_module(v).zeros_like(v)
                 parts.append(ct)
-            result.append(tree_unflatten(treedef, parts))
+            result.append(parts[0] if treedef is None else tree_unflatten(treedef, parts))
         return tuple(result)
 
     return ans, vjp_fun
