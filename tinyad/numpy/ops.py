@@ -49,6 +49,16 @@ def _dtype(x):
     return dt if dt is not None else onp.result_type(v)
 
 
+def _as_array(x):
+    """x if it is an array (numpy, CuPy, ...), else a numpy array of it (a number, a list).
+
+    Bodies of primitives call array methods (x.reshape(...)) rather than numpy's functions
+    (numpy.reshape(x, ...)): same result, without numpy's dispatch layers, which cost more
+    than the work itself on small arrays.
+    """
+    return x if hasattr(x, "shape") else onp.asarray(x)
+
+
 def _zero(g, ans, *args, **kwargs):
     """The vjp of a piecewise-constant function: no cotangent (the core reads None as zero)."""
     return None
@@ -330,7 +340,7 @@ defvjp(
 @primitive
 def sum(x, axis=None, dtype=None, *, keepdims=False):
     """numpy.sum."""
-    return onp.sum(x, axis=axis, dtype=dtype, keepdims=keepdims)
+    return _as_array(x).sum(axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 def _sum_vjp(g, ans, x, axis=None, dtype=None, *, keepdims=False):
@@ -343,7 +353,7 @@ defvjp(sum, _sum_vjp)
 @primitive
 def mean(x, axis=None, dtype=None, *, keepdims=False):
     """numpy.mean."""
-    return onp.mean(x, axis=axis, dtype=dtype, keepdims=keepdims)
+    return _as_array(x).mean(axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 def _mean_vjp(g, ans, x, axis=None, dtype=None, *, keepdims=False):
@@ -504,14 +514,15 @@ def _matmul_vjp_a(g, ans, a, b):
 
 def _matmul_vjp_b(g, ans, a, b):
     """B̄ = Aᵀ G; batch axes that were broadcast are summed by the core."""
-    if _ndim(a) == 1:  # (n,) @ (…, n[, m])
-        return g * a if _ndim(b) == 1 else expand_dims(a, -1) * expand_dims(g, -2)
-    if _ndim(b) == 1:  # (…, k, n) @ (n,) -> (…, k)
+    a_shape, b_ndim = _shape(a), _ndim(b)
+    if len(a_shape) == 1:  # (n,) @ (…, n[, m])
+        return g * a if b_ndim == 1 else expand_dims(a, -1) * expand_dims(g, -2)
+    if b_ndim == 1:  # (…, k, n) @ (n,) -> (…, k)
         return squeeze(matmul(expand_dims(g, -2), a), -2)
-    if _ndim(b) == 2 and _ndim(a) > 2:
+    if b_ndim == 2 and len(a_shape) > 2:
         # (…, n, k) @ (k, m), e.g. a batch through a weight matrix: one GEMM over all rows
         # of a, instead of a batched product the core would then sum over the batch axes.
-        k, m = _shape(a)[-1], _shape(g)[-1]
+        k, m = a_shape[-1], _shape(g)[-1]
         return matmul(transpose(reshape(a, (-1, k))), reshape(g, (-1, m)))
     return matmul(_swap(a), g)
 
@@ -671,7 +682,7 @@ defvjp_argnum(einsum, _einsum_vjp)
 @primitive
 def reshape(x, shape, order="C"):
     """numpy.reshape."""
-    return onp.reshape(x, shape, order=order)
+    return _as_array(x).reshape(shape, order=order)
 
 
 defvjp(reshape, lambda g, ans, x, shape, order="C": reshape(g, _shape(x), order=order))
@@ -680,7 +691,7 @@ defvjp(reshape, lambda g, ans, x, shape, order="C": reshape(g, _shape(x), order=
 @primitive
 def ravel(x, order="C"):
     """numpy.ravel."""
-    return onp.ravel(x, order=order)
+    return _as_array(x).ravel(order=order)
 
 
 defvjp(ravel, lambda g, ans, x, order="C": reshape(g, _shape(x), order=order))
@@ -689,7 +700,7 @@ defvjp(ravel, lambda g, ans, x, order="C": reshape(g, _shape(x), order=order))
 @primitive
 def squeeze(x, axis=None):
     """numpy.squeeze."""
-    return onp.squeeze(x, axis=axis)
+    return _as_array(x).squeeze(axis=axis)
 
 
 defvjp(squeeze, lambda g, ans, x, axis=None: reshape(g, _shape(x)))
@@ -717,7 +728,7 @@ defvjp(broadcast_to, lambda g, ans, x, shape: g)
 @primitive
 def transpose(x, axes=None):
     """numpy.transpose."""
-    return onp.transpose(x, axes)
+    return _as_array(x).transpose() if axes is None else _as_array(x).transpose(axes)
 
 
 def _transpose_vjp(g, ans, x, axes=None):
@@ -732,7 +743,7 @@ defvjp(transpose, _transpose_vjp)
 @primitive
 def swapaxes(x, axis1, axis2):
     """numpy.swapaxes."""
-    return onp.swapaxes(x, axis1, axis2)
+    return _as_array(x).swapaxes(axis1, axis2)
 
 
 defvjp(swapaxes, lambda g, ans, x, axis1, axis2: swapaxes(g, axis1, axis2))
