@@ -3,38 +3,42 @@
 __all__ = ["tree_flatten", "tree_unflatten", "tree_map", "flatten"]
 
 
+# The recursive helpers are module-level functions, not closures: a closure that calls
+# itself is a reference cycle, which would keep the leaves (Boxes, and with them a whole
+# tape) alive until the garbage collector happens to run.
+
+
 def tree_flatten(tree):
     """`(leaves, treedef)`: the leaves in a fixed order (dict keys sorted)."""
     leaves = []
+    return leaves, _walk(tree, leaves)
 
-    def walk(node):
-        if isinstance(node, dict):
-            keys = sorted(node)
-            return (dict, keys, [walk(node[k]) for k in keys])
-        if isinstance(node, (list, tuple)):
-            return (type(node), None, [walk(child) for child in node])
-        leaves.append(node)
-        return None
 
-    return leaves, walk(tree)
+def _walk(node, leaves):
+    if isinstance(node, dict):
+        keys = sorted(node)
+        return (dict, keys, [_walk(node[k], leaves) for k in keys])
+    if isinstance(node, (list, tuple)):
+        return (type(node), None, [_walk(child, leaves) for child in node])
+    leaves.append(node)
+    return None
 
 
 def tree_unflatten(treedef, leaves):
     """Inverse of `tree_flatten`."""
-    it = iter(leaves)
+    return _build(treedef, iter(leaves))
 
-    def build(node):
-        if node is None:
-            return next(it)
-        kind, keys, children = node
-        built = [build(child) for child in children]
-        if kind is dict:
-            return dict(zip(keys, built))
-        if kind is list or kind is tuple:
-            return kind(built)
-        return kind(*built)  # namedtuple
 
-    return build(treedef)
+def _build(node, it):
+    if node is None:
+        return next(it)
+    kind, keys, children = node
+    built = [_build(child, it) for child in children]
+    if kind is dict:
+        return dict(zip(keys, built))
+    if kind is list or kind is tuple:
+        return kind(built)
+    return kind(*built)  # namedtuple
 
 
 def tree_map(fun, tree, *rest):
