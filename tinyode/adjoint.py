@@ -86,7 +86,7 @@ def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info):
             path, sub = solve(augmented, state, times, (list(leaves),), backward_opts, "adjoint")
             # The next interval starts with the step size this one ended with (the last
             # accepted step before the one clipped onto the output time).
-            backward_opts = backward_opts._replace(first_step=sub["step_sizes"][-2:][0])
+            backward_opts = backward_opts._replace(first_step=float(sub["step_sizes"][-2:][0]))
         except SolverError as e:
             raise SolverError(
                 f"the adjoint's backward solve from t={float(getval(t[i])):.6g} to "
