@@ -6,7 +6,7 @@ trained on random windows of 10 time points (batch 20) with Adam, gradients by
 the adjoint method. Writes <out>/spiral.png: true and learned trajectories, and
 the learned vector field against the true one.
 
-    python -m tinyode.demo --iters 300 --out demo
+    python -m tinyode.demo --iters 500 --out demo
 """
 
 import argparse
@@ -56,7 +56,7 @@ def init_params(seed=0, hidden=50):
     ]
 
 
-def train(iters=300, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=print):
+def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=print):
     """Adam on random windows; returns (params, history) with loss and NFE per iteration."""
     rng = numpy.random.default_rng(seed)
     t, true_y = make_data()
@@ -86,7 +86,8 @@ def train(iters=300, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=pr
         g = tinyad.flatten(g)[0]
         m = 0.9 * m + 0.1 * g  # Adam, written out so the loop can log as it goes
         v = 0.999 * v + 0.001 * g**2
-        flat = flat - lr * (m / (1 - 0.9**i)) / (numpy.sqrt(v / (1 - 0.999**i)) + 1e-8)
+        step = lr * (1 - 0.9 * i / iters)  # decays to lr/10: noisy windows, steadier end
+        flat = flat - step * (m / (1 - 0.9**i)) / (numpy.sqrt(v / (1 - 0.999**i)) + 1e-8)
         params = unflatten(flat)
         history["loss"].append(float(loss))
         history["nfe_forward"].append(info["last"]["nfe"])
@@ -156,7 +157,7 @@ def plot(params, history, path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--iters", type=int, default=500)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="demo")
