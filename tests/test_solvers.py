@@ -317,3 +317,9 @@ def test_non_finite_derivative_is_a_solver_error():
         tinyode.odeint(f, numpy.ones(1), numpy.array([0.0, 1.0]), method="rk4", step_size=0.1)
     with pytest.raises(SolverError, match="t=0.5"):
         tinyode.odeint(f, numpy.ones(1), numpy.array([0.0, 1.0]))
+
+
+def test_times_may_be_a_list_and_y0_a_float():
+    ys = tinyode.odeint(lambda y, t: -y, 1.0, [0.0, 1.0])
+    assert ys.shape == (2,) and ys.dtype == numpy.float64
+    assert ys[-1] == pytest.approx(numpy.exp(-1.0), rel=1e-6)

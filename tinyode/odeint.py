@@ -54,20 +54,11 @@ class Options(NamedTuple):
         )
 
 
-def _check_inputs(
-    y0,
-    t,
-    method,
-    rtol,
-    atol,
-    step_size,
-    first_step,
-    max_steps,
-    gradient,
-    adjoint_rtol,
-    adjoint_atol,
-    adjoint_norm,
-):
+def _check_inputs(y0, t, opts, gradient):
+    """Every bad-input error that can be raised before solving starts."""
+    method, rtol, atol, step_size = opts.method, opts.rtol, opts.atol, opts.step_size
+    first_step, max_steps, adjoint_norm = opts.first_step, opts.max_steps, opts.adjoint_norm
+    adjoint_rtol, adjoint_atol = opts.adjoint_rtol, opts.adjoint_atol
     if method not in TABLEAUS:
         raise ValueError(f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}")
     if gradient not in GRADIENTS:
@@ -152,24 +143,6 @@ def odeint(
     step_sizes, step_times; once a gradient has been computed through the
     solve, `info["backward"]` holds the backward pass's nfe, n_steps, n_rejected.
     """
-    _check_inputs(
-        y0,
-        t,
-        method,
-        rtol,
-        atol,
-        step_size,
-        first_step,
-        max_steps,
-        gradient,
-        adjoint_rtol,
-        adjoint_atol,
-        adjoint_norm,
-    )
-    y0 = _as_float(y0)
-    xp = array_module(getval(y0))
-    if xp is not numpy and type(t) is numpy.ndarray:
-        t = xp.asarray(t)  # host times join the state's device (one explicit copy)
     opts = Options(
         method=method,
         rtol=rtol,
@@ -182,6 +155,13 @@ def odeint(
         adjoint_norm=adjoint_norm,
         norm_parts=None,
     )
+    if isinstance(t, (list, tuple)):
+        t = numpy.asarray(t, dtype=float)
+    _check_inputs(y0, t, opts, gradient)
+    y0 = _as_float(y0)
+    xp = array_module(getval(y0))
+    if xp is not numpy and type(t) is numpy.ndarray:
+        t = xp.asarray(t)  # host times join the state's device (one explicit copy)
     ys, info = solve(func, y0, t, args, opts, gradient)
     return (ys, info) if full_output else ys
 
