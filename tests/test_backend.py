@@ -318,17 +318,19 @@ def test_float32_stays_float32_through_a_solve_and_its_gradient(gradient, device
 # ---------------------------------------------------------------- (e) host syncs per step
 # Measured: a forward solve syncs exactly once per (accepted or rejected) step, plus 7 at the
 # start: the times read twice (t.tolist() in the checks and in the solver), y0's finiteness,
-# the first derivative's, and three norms for the first step size.
+# the first derivative's, and three norms for the first step size. dopri8 reads two values
+# per step: Hairer's combined estimate needs the norms of its 5th- and 3rd-order estimates.
 START = 7
+PER_STEP = {"dopri5": 1, "tsit5": 1, "bosh3": 1, "dopri8": 2}
 
 
-@pytest.mark.parametrize("method", ["dopri5", "tsit5", "bosh3", "dopri8"])
+@pytest.mark.parametrize("method", sorted(PER_STEP))
 def test_an_adaptive_solve_syncs_with_the_host_once_per_step(method):
     y0, t, params = to_device((Y0, numpy.linspace(0.0, 5.0, 11), PARAMS))
     strict_array.host_syncs = 0
     ys, info = tinyode.odeint(dynamics, y0, t, params, method=method, full_output=True)
     steps = info["n_steps"] + info["n_rejected"]
-    assert steps > 5 and strict_array.host_syncs <= steps + START
+    assert steps > 5 and strict_array.host_syncs <= PER_STEP[method] * steps + START
     assert type(ys) is StrictArray
 
 

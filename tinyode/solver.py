@@ -113,6 +113,10 @@ class Stepper:
         weights = [sum(p * theta ** (j + 1) for j, p in enumerate(row)) for row in tab.dense_p]
         return _combine(y, h, weights, ks)
 
+    def error3(self, h, ks):
+        """dopri8's second (3rd-order) estimate h Σ b_err3_i k_i, on raw values."""
+        return _combine(0.0, h, self.tab.b_err3, [getval(k) for k in ks])
+
     def last_stage(self, ks):
         """f(y_{n+1}) of an FSAL method: the next step's k1."""
         return ks[len(self.tab.c) - 1]
@@ -178,6 +182,10 @@ class BufferedStepper(Stepper):
     def error(self, h, ks):
         return h * (self.b_err @ self.rows[: self.s]).reshape(self.shape)
 
+    def error3(self, h, ks):
+        b_err3 = array_module(self.b).asarray(numpy.asarray(self.tab.b_err3), dtype=self.b.dtype)
+        return h * (b_err3 @ self.rows[: self.s]).reshape(self.shape)
+
     def last_stage(self, ks):
         return self.K[self.s - 1].copy()  # a copy: a rejected next step overwrites the buffer
 
@@ -187,6 +195,13 @@ def error_ratio(err, y0, y1, rtol, atol, norm):
     err, y0, y1 = getval(err), getval(y0), getval(y1)
     scale = atol + rtol * np.maximum(np.abs(y0), np.abs(y1))
     return norm(err / scale)
+
+
+def combined_error_ratio(err5, err3, y0, y1, rtol, atol, norm):
+    """Hairer's DOP853 estimate ‖e5‖² / sqrt(‖e5‖² + 0.01 ‖e3‖²), which behaves like h^8."""
+    n5 = error_ratio(err5, y0, y1, rtol, atol, norm)
+    n3 = error_ratio(err3, y0, y1, rtol, atol, norm)
+    return n5 * n5 / math.sqrt(n5 * n5 + 0.01 * n3 * n3) if n5 > 0 else n5
 
 
 def initial_step(stepper, t0, y0, f0, direction, rtol, atol, norm, order):
@@ -338,8 +353,9 @@ def integrate(
         if first_step is not None
         else initial_step(stepper, t0, y0, k1, direction, rtol, atol, norm, tab.order)
     )
-    beta = 0.2 / (tab.error_order + 1)  # PI control (Hairer II.4): fac = 0.9 r^-α r_prev^β
-    alpha = 1.0 / (tab.error_order + 1) - 0.75 * beta
+    k = tab.error_order + 1 if tab.b_err3 is None else 8  # the estimate shrinks like h^k
+    beta = 0.2 / k  # PI control (Hairer II.4): factor = 0.9 r^-α r_prev^β
+    alpha = 1.0 / k - 0.75 * beta
     prev_ratio, rejected_last, nonfinite = 1e-4, False, False
     while i_out < len(t_raw):
         _check_budget(stats, max_steps, tn)
@@ -362,8 +378,12 @@ def integrate(
         h_try = ts[-1] - t if (traced and last) else hs
         y1, ks = stepper.step(t, y, h_try, k1)
         err = stepper.error(hs, ks)
-        # The one host value per step: every decision below is made on this float.
-        ratio = error_ratio(err, y, y1, rtol, atol, norm)
+        # The one host value per step (two for dopri8): every decision below is made on it.
+        if tab.b_err3 is None:
+            ratio = error_ratio(err, y, y1, rtol, atol, norm)
+        else:
+            err3 = stepper.error3(hs, ks)
+            ratio = combined_error_ratio(err, err3, y, y1, rtol, atol, norm)
         if not ratio <= 1.0:  # rejected (also when the ratio is NaN)
             nonfinite = not math.isfinite(ratio)
             if nonfinite:  # a non-finite k1 is not cured by a smaller step: stop now

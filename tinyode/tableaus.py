@@ -48,6 +48,9 @@ class Tableau(NamedTuple):
     dense_a: tuple  # their rows; row j has s + j entries
     dense_p: tuple | None  # (s + len(dense_c), degree) interpolant coefficients
     dense_order: int | None  # order of the interpolant
+    # dopri8 only: Hairer's second, 3rd-order estimate err3 = h * sum b_err3[i] k_i; the
+    # solver combines it with err (= err5) as err5² / sqrt(err5² + 0.01 err3²) ~ h^8.
+    b_err3: tuple | None = None
 
 
 def dense_weights(tableau, theta):
@@ -316,8 +319,8 @@ TSIT5 = _make(
 # 5th-order solution) and err3 = h * sum E3_i k_i (a 3rd-order one), into
 # err5**2 / sqrt(err5**2 + 0.01 * err3**2) ~ h**8, with controller exponent 1/8.
 # tinyode's single linear estimate is b_err = E5: yhat = b - E5 is of order 5, so
-# error_order = 5 (controller exponent 1/6). DOP853_E3 is exported for a solver that
-# wants Hairer's combined norm; with it, use the exponent 1/8.
+# error_order = 5. The solver uses Hairer's combined norm through b_err3 = DOP853_E3
+# (controller exponent 1/8), as dop853.f and scipy's DOP853 do.
 # --------------------------------------------------------------------------------------
 
 _DOP853_C = (
@@ -559,5 +562,7 @@ DOPRI8 = _make(
     dense_order=7,
 )
 
+
+DOPRI8 = DOPRI8._replace(b_err3=DOP853_E3)
 
 TABLEAUS = {t.name: t for t in (EULER, MIDPOINT, HEUN, RK4, BOSH3, DOPRI5, TSIT5, DOPRI8)}
