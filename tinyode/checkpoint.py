@@ -13,7 +13,7 @@ import tinyad.numpy as np
 from tinyad.tree import tree_unflatten
 
 from .odeint import forward
-from .solver import Stats, Stepper, take_step
+from .solver import Stats, Stepper, _time, take_step
 from .tableaus import TABLEAUS
 
 
@@ -35,7 +35,7 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info, me
         """One recorded step: returns [y_{n+1}, outputs inside the step] as one flat vector."""
         stepper = Stepper(func, tree_unflatten(treedef, list(leaves)), tab, stats)
         stepper.t_raw = None  # t is traced here, so take_step reads times from it
-        k1 = stepper.f(y, t[0] if step.tn == t0 else t[0] + (step.tn - t0))
+        k1 = stepper.f(y, _time(t, True, step.tn, t0))
         y1, _, outs = take_step(stepper, t, True, t0, y, k1, step)
         return np.concatenate([np.ravel(v) for v in [y1, *outs]])
 
