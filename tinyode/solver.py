@@ -145,6 +145,7 @@ class BufferedStepper(Stepper):
         as_xp = lambda m: xp.asarray(numpy.asarray(m, dtype=y0.dtype))  # noqa: E731
         self.A, self.b = as_xp(A), as_xp(tableau.b)
         self.b_err = as_xp(tableau.b_err) if tableau.b_err is not None else None
+        self.b_err3 = as_xp(tableau.b_err3) if tableau.b_err3 is not None else None
         self.P = as_xp(tableau.dense_p) if tableau.dense_p is not None else None
         self.K = xp.empty((s_all,) + y0.shape, dtype=y0.dtype)
         self.rows = self.K.reshape(s_all, -1)  # a view: K[i] and rows[i] share memory
@@ -183,8 +184,7 @@ class BufferedStepper(Stepper):
         return h * (self.b_err @ self.rows[: self.s]).reshape(self.shape)
 
     def error3(self, h, ks):
-        b_err3 = array_module(self.b).asarray(numpy.asarray(self.tab.b_err3), dtype=self.b.dtype)
-        return h * (b_err3 @ self.rows[: self.s]).reshape(self.shape)
+        return h * (self.b_err3 @ self.rows[: self.s]).reshape(self.shape)
 
     def last_stage(self, ks):
         return self.K[self.s - 1].copy()  # a copy: a rejected next step overwrites the buffer
