@@ -3,8 +3,10 @@
 The data are one trajectory of dy/dt = y³ A (A = [[−0.1, 2], [−2, −0.1]]) from
 y0 = (2, 0) over t ∈ [0, 25]. The model is dy/dt = tanh(y³ W1 + b1) W2 + b2,
 trained on random windows of 10 time points (batch 20) with Adam, gradients by
-the adjoint method. Writes <out>/spiral.png: true and learned trajectories, and
-the learned vector field against the true one.
+the adjoint method. Progress is reported, as in ode_demo, by the loss on the whole
+trajectory: the model solved from y0 over all of [0, 25]. Writes <out>/spiral.png:
+true and learned trajectories, the phase portrait, the learned vector field against
+the true one, and the loss and NFE during training.
 
     python -m tinyode.demo --iters 500 --out demo
 """
@@ -14,14 +16,14 @@ import os
 import time
 import warnings
 
-import numpy
+import numpy as onp  # plain numpy; np is tinyad's differentiable numpy
 
 import tinyad
 import tinyad.numpy as np
 import tinyode
 
-TRUE_A = numpy.array([[-0.1, 2.0], [-2.0, -0.1]])
-TRUE_Y0 = numpy.array([[2.0, 0.0]])
+TRUE_A = onp.array([[-0.1, 2.0], [-2.0, -0.1]])
+TRUE_Y0 = onp.array([[2.0, 0.0]])
 
 
 def true_dynamics(y, t):
@@ -35,33 +37,46 @@ def model(y, t, params):
 
 
 def make_data(data_size=1000, t_max=25.0):
-    t = numpy.linspace(0.0, t_max, data_size)
+    t = onp.linspace(0.0, t_max, data_size)
     true_y = tinyode.odeint(true_dynamics, TRUE_Y0, t, method="dopri5")
     return t, true_y
 
 
 def get_batch(rng, t, true_y, batch_time=10, batch_size=20):
-    s = rng.choice(numpy.arange(len(t) - batch_time), batch_size, replace=False)
+    s = rng.choice(onp.arange(len(t) - batch_time), batch_size, replace=False)
     batch_y0 = true_y[s]  # (batch, 1, 2)
     batch_t = t[:batch_time]
-    batch_y = numpy.stack([true_y[s + i] for i in range(batch_time)])  # (time, batch, 1, 2)
+    batch_y = onp.stack([true_y[s + i] for i in range(batch_time)])  # (time, batch, 1, 2)
     return batch_y0, batch_t, batch_y
 
 
 def init_params(seed=0, hidden=50):
-    rng = numpy.random.default_rng(seed)
+    rng = onp.random.default_rng(seed)
     return [
-        (0.1 * rng.standard_normal((2, hidden)), numpy.zeros(hidden)),
-        (0.1 * rng.standard_normal((hidden, 2)), numpy.zeros(2)),
+        (0.1 * rng.standard_normal((2, hidden)), onp.zeros(hidden)),
+        (0.1 * rng.standard_normal((hidden, 2)), onp.zeros(2)),
     ]
 
 
+def trajectory_loss(params, t, true_y):
+    """Mean |error| of the model solved from y0 over the whole trajectory (ode_demo's test loss)."""
+    pred = tinyode.odeint(model, TRUE_Y0, t, params)
+    return float(onp.mean(onp.abs(pred - true_y)))
+
+
 def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=print):
-    """Adam on random windows; returns (params, history) with loss and NFE per iteration."""
-    rng = numpy.random.default_rng(seed)
+    """Adam on random windows; returns (params, history).
+
+    history has per iteration the batch loss, the forward and backward NFE, the time and
+    the number of BacksolveWarnings; and, every `log_every` iterations (and before the
+    first), the loss on the whole trajectory in "trajectory_loss" at "trajectory_iter".
+    """
+    rng = onp.random.default_rng(seed)
     t, true_y = make_data()
     params = init_params(seed)
     history = {"loss": [], "nfe_forward": [], "nfe_backward": [], "time": [], "drift": []}
+    history["trajectory_iter"] = [0]
+    history["trajectory_loss"] = [trajectory_loss(params, t, true_y)]
     info = {}
 
     def loss_fun(params, batch):
@@ -71,8 +86,9 @@ def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=pr
         )
         return np.mean(np.abs(pred - batch_y))
 
+    # Adam is written out, not tinyad.optim.adam, for its decaying step size (below).
     flat, unflatten = tinyad.flatten(params)
-    m, v = numpy.zeros_like(flat), numpy.zeros_like(flat)
+    m, v = onp.zeros_like(flat), onp.zeros_like(flat)
     start = time.perf_counter()
     for i in range(1, iters + 1):
         batch = get_batch(rng, t, true_y)
@@ -84,19 +100,27 @@ def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=pr
             loss, g = tinyad.value_and_grad(loss_fun)(params, batch)
         history["drift"].append(len(caught))
         g = tinyad.flatten(g)[0]
-        m = 0.9 * m + 0.1 * g  # Adam, written out so the loop can log as it goes
+        m = 0.9 * m + 0.1 * g
         v = 0.999 * v + 0.001 * g**2
         step = lr * (1 - 0.9 * i / iters)  # decays to lr/10: noisy windows, steadier end
-        flat = flat - step * (m / (1 - 0.9**i)) / (numpy.sqrt(v / (1 - 0.999**i)) + 1e-8)
+        flat = flat - step * (m / (1 - 0.9**i)) / (onp.sqrt(v / (1 - 0.999**i)) + 1e-8)
         params = unflatten(flat)
         history["loss"].append(float(loss))
         history["nfe_forward"].append(info["last"]["nfe"])
         history["nfe_backward"].append(info["last"]["backward"]["nfe"])
+        if i % log_every == 0 or i == iters:
+            history["trajectory_iter"].append(i)
+            history["trajectory_loss"].append(trajectory_loss(params, t, true_y))
         history["time"].append(time.perf_counter() - start)
         if log and (i % log_every == 0 or i == 1):
+            trajectory = (
+                f"  trajectory loss {history['trajectory_loss'][-1]:.4f}"
+                if history["trajectory_iter"][-1] == i
+                else ""
+            )
             log(
-                f"iter {i:4d}  loss {float(loss):.4f}  NFE forward {info['last']['nfe']:4d}  "
-                f"backward {info['last']['backward']['nfe']:4d}  "
+                f"iter {i:4d}  batch loss {float(loss):.4f}{trajectory}  NFE forward "
+                f"{info['last']['nfe']:4d}  backward {info['last']['backward']['nfe']:4d}  "
                 f"time {history['time'][-1]:6.1f} s  backsolve warnings so far "
                 f"{sum(history['drift'])}"
             )
@@ -104,7 +128,8 @@ def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=pr
 
 
 def plot(params, history, path):
-    """Three panels: trajectories over time, the phase portrait, the learned vector field."""
+    """Five panels: trajectories over time, the phase portrait, the learned vector field,
+    the loss and the NFE during training."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,42 +137,46 @@ def plot(params, history, path):
 
     t, true_y = make_data()
     pred = tinyode.odeint(model, TRUE_Y0, t, params)
-    fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
-    ax = axes[0]
-    ax.plot(t, true_y[:, 0, 0], "g-", label="true x")
-    ax.plot(t, true_y[:, 0, 1], "b-", label="true y")
-    ax.plot(t, pred[:, 0, 0], "g--", label="learned x")
-    ax.plot(t, pred[:, 0, 1], "b--", label="learned y")
-    ax.set(title="Trajectories", xlabel="t")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    ax.plot(true_y[:, 0, 0], true_y[:, 0, 1], "g-", label="true")
-    ax.plot(pred[:, 0, 0], pred[:, 0, 1], "b--", label="learned")
-    ax.set(title="Phase portrait", xlabel="x", ylabel="y", xlim=(-2, 2), ylim=(-2, 2))
-    ax.legend(fontsize=8)
-    ax = axes[2]
-    y, x = numpy.mgrid[-2:2:21j, -2:2:21j]
-    grid = numpy.stack([x, y], -1).reshape(-1, 2)
+    fig = plt.figure(figsize=(15, 8))
+    grid_spec = fig.add_gridspec(2, 3)
+    ax = fig.add_subplot(grid_spec[0, :2])
+    # Colour says which coordinate, line style true (solid) or learned (dashed).
+    ax.plot(t, true_y[:, 0, 0], "C0-", label="true x")
+    ax.plot(t, true_y[:, 0, 1], "C1-", label="true y")
+    ax.plot(t, pred[:, 0, 0], "C0--", label="learned x")
+    ax.plot(t, pred[:, 0, 1], "C1--", label="learned y")
+    ax.set(title="Trajectories from y0", xlabel="t", ylabel="x, y", ylim=(-2, 2.6))
+    ax.legend(fontsize=8, loc="upper right", ncol=4)
+    ax = fig.add_subplot(grid_spec[0, 2])
+    ax.plot(true_y[:, 0, 0], true_y[:, 0, 1], "k-", lw=1, label="true")
+    ax.plot(pred[:, 0, 0], pred[:, 0, 1], "C3--", lw=1, label="learned")
+    ax.set(title="Phase portrait", xlabel="x", ylabel="y", xlim=(-2, 2.1), ylim=(-2, 2.1))
+    ax.set_aspect("equal")
+    ax.legend(fontsize=8, loc="lower right")
+    ax = fig.add_subplot(grid_spec[1, 0])
+    y, x = onp.mgrid[-2:2:21j, -2:2:21j]
+    grid = onp.stack([x, y], -1).reshape(-1, 2)
     learned = model(grid, 0.0, params).reshape(21, 21, 2)
     true = true_dynamics(grid, 0.0).reshape(21, 21, 2)
     ax.streamplot(x, y, true[..., 0], true[..., 1], color="0.75", density=1.0)
-    speed = numpy.linalg.norm(learned, axis=-1)
+    speed = onp.linalg.norm(learned, axis=-1)
     ax.streamplot(x, y, learned[..., 0], learned[..., 1], color=speed, cmap="viridis", density=1.0)
-    ax.set(
-        title="Learned vector field (grey: true)",
-        xlabel="x",
-        ylabel="y",
-        xlim=(-2, 2),
-        ylim=(-2, 2),
+    ax.set(title="Learned vector field (grey: true)", xlabel="x", ylabel="y")
+    ax.set(xlim=(-2, 2), ylim=(-2, 2), aspect="equal")
+    ax = fig.add_subplot(grid_spec[1, 1])
+    iters = onp.arange(1, len(history["loss"]) + 1)
+    ax.semilogy(iters, history["loss"], "-", color="0.6", lw=0.8, label="batch of windows")
+    ax.semilogy(
+        history["trajectory_iter"], history["trajectory_loss"], "k.-", label="whole trajectory"
     )
-    ax = axes[3]
-    ax.semilogy(history["loss"], "k-", lw=0.8, label="loss")
-    ax.set(title="Training", xlabel="iteration", ylabel="mean |error|")
-    twin = ax.twinx()
-    twin.plot(history["nfe_forward"], "C0-", lw=0.8, label="NFE forward")
-    twin.plot(history["nfe_backward"], "C1-", lw=0.8, label="NFE backward")
-    twin.set_ylabel("NFE")
-    twin.legend(fontsize=8, loc="upper right")
+    ax.set(title="Loss", xlabel="iteration", ylabel="mean |error|")
+    ax.legend(fontsize=8, loc="lower left")
+    ax = fig.add_subplot(grid_spec[1, 2])
+    ax.plot(iters, history["nfe_forward"], "C0-", lw=0.8, label="forward")
+    ax.plot(iters, history["nfe_backward"], "C1-", lw=0.8, label="backward (adjoint)")
+    ax.set(title="Function evaluations", xlabel="iteration", ylabel="NFE per iteration")
+    ax.set_ylim(0, 1.3 * max(history["nfe_backward"]))
+    ax.legend(fontsize=8, loc="upper left", ncol=2)
     fig.tight_layout()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -165,9 +194,10 @@ def main(argv=None):
     print(f"Training the spiral neural ODE for {args.iters} iterations (adjoint gradients)")
     params, history = train(args.iters, args.lr, args.seed)
     path = plot(params, history, os.path.join(args.out, "spiral.png"))
+    first, final = history["trajectory_loss"][0], history["trajectory_loss"][-1]
     print(
-        f"final loss {history['loss'][-1]:.4f} (first {history['loss'][0]:.4f}); "
-        f"total {history['time'][-1]:.1f} s; figure written to {path}"
+        f"loss on the whole trajectory: {final:.4f} after training ({first:.4f} before); "
+        f"training took {history['time'][-1]:.1f} s; figure written to {path}"
     )
 
 
