@@ -281,8 +281,13 @@ def test_trace_prints_one_line_per_primitive_with_shapes_and_bytes():
     assert len(ax.texts) - len(labels) == 4  # W→matmul, y→matmul, matmul→sin, sin→sum
 
 
-def test_check_grads_holds_non_float_arguments_fixed():
+def test_check_grads_holds_an_integer_argument_fixed_when_argnum_leaves_it_out():
     import tinyad.numpy as np
 
     x = numpy.arange(6.0).reshape(2, 3) / 7
-    tinyad.check_grads(lambda x, axis: np.sum(np.sin(x), axis=axis), x, 1, order=2)
+    f = lambda x, axis: np.sum(np.sin(x), axis=axis)
+    tinyad.check_grads(f, x, 1, argnum=0, order=2)
+    # Without argnum the integer is checked too (promoted to float64): the message says how
+    # to hold it fixed instead.
+    with pytest.raises(TypeError, match="argnum="):
+        tinyad.check_grads(f, x, 1)

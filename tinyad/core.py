@@ -21,6 +21,8 @@ This module knows nothing about numpy: arrays are anything with `.shape`,
 the Box's operators.
 """
 
+import inspect
+
 from .backend import array_module
 
 __all__ = ["Box", "Tape", "primitive", "defvjp", "defvjp_argnum", "defvjp_all", "getval", "isbox"]
@@ -104,6 +106,18 @@ class Box:
     __int__ = __index__ = __complex__ = __float__
 
 
+# How a (nested) list or tuple holding traced values becomes one traced array, as numpy turns
+# array-likes into arrays. This module knows nothing about numpy: tinyad.numpy sets it to its
+# `asarray`, which stacks the entries.
+array_from_list = None
+
+
+def _holds_box(x):
+    if type(x) is Box:
+        return True
+    return (type(x) is list or type(x) is tuple) and any(_holds_box(item) for item in x)
+
+
 def getval(x):
     """The raw value under every Box."""
     while type(x) is Box:
@@ -141,6 +155,11 @@ class Primitive:
                     tape = x.tape
                 elif x.tape is not tape:
                     return self._record_nested(args, kwargs)
+            elif type(x) is list or type(x) is tuple:
+                if _holds_box(x):  # an array-like such as [x, x + 2.0]: make it one array
+                    return self(
+                        *[array_from_list(a) if _holds_box(a) else a for a in args], **kwargs
+                    )
         if tape is None:  # no Box: a plain call (as in the vjps of a first-order backward pass)
             return self.fun(*args, **kwargs)
         raw, parents, nested = list(args), [], False
@@ -155,6 +174,8 @@ class Primitive:
 
     def _record_nested(self, args, kwargs):
         """Record on the highest-level tape among the arguments; pass the others' Boxes on."""
+        if any(type(x) is not Box and _holds_box(x) for x in args):  # array-likes first
+            return self(*[array_from_list(a) if _holds_box(a) else a for a in args], **kwargs)
         tape = max((x.tape for x in args if type(x) is Box), key=lambda t: t.level)
         raw, parents = list(args), []
         for i, x in enumerate(args):
@@ -188,12 +209,37 @@ def primitive(fun):
 
 
 def defvjp(prim, *vjps):
-    """Attach one vjp per positional argument: `vjp(g, ans, *args, **kwargs)`; None skips one."""
+    """Attach one vjp per positional argument: `vjp(g, ans, *args, **kwargs)`; None skips one.
+
+    >>> defvjp(softplus, lambda g, ans, x: g * (1 - np.exp(-ans)))
+    """
     if not isinstance(prim, Primitive):
         raise TypeError(f"defvjp expects a function decorated with @tinyad.primitive, got {prim!r}")
     for argnum, fn in enumerate(vjps):
         if fn is not None:
+            _check_vjp_signature(prim, argnum, fn)
             prim.vjps[argnum] = fn
+
+
+def _check_vjp_signature(prim, argnum, fn):
+    """Refuse, at definition time, a vjp that cannot be called as vjp(g, ans, *args)."""
+    try:
+        params = inspect.signature(prim.fun).parameters.values()
+        vjp_sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # a builtin without a signature: nothing to check
+        return
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params if p.default is p.empty]
+    names = [p.name for p in required if p.kind in kinds]
+    keywords = {p.name: None for p in required if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    try:
+        vjp_sig.bind("g", "ans", *names, **keywords)
+    except TypeError:
+        raise TypeError(
+            f"the vjp for argument {argnum} of primitive '{prim.name}' has the signature "
+            f"{fn.__name__}{vjp_sig}, but it is called as vjp(g, ans, {', '.join(names)}): g is "
+            "the output's cotangent, ans the output, then the primitive's own arguments"
+        ) from None
 
 
 def defvjp_argnum(prim, fn):
@@ -211,16 +257,16 @@ def defvjp_all(prim, fn):
     prim.vjp_all = fn
 
 
-def backward(tape, out, g):
-    """Walk `tape` once in reverse from Box `out` with cotangent `g`.
+def backward(tape, seeds):
+    """Walk `tape` once in reverse from `seeds`, {record index: cotangent of that output}.
 
     Returns {record index: cotangent} for the tape's input records. Each
     record's cotangent is dropped as soon as its vjps have used it.
     """
     records = tape.records
-    cts = {out.index: g}
+    cts = dict(seeds)
     inputs = {}
-    for i in range(out.index, -1, -1):
+    for i in range(max(cts), -1, -1):
         g = cts.pop(i, None)
         if g is None:
             continue
@@ -287,7 +333,8 @@ def fit_cotangent(ct, x, name, argnum):
         if not fits:
             raise ValueError(
                 f"vjp of '{name}' for argument {argnum} returned shape {cshape}; expected the "
-                f"argument's shape {shape} (or one that broadcasts to it)"
+                f"argument's shape {shape}, or a shape that {shape} broadcasts to (the core "
+                "sums it back)"
             )
         if len(axes) > lead or not shape:
             ct = ct.sum(axis=tuple(axes), keepdims=True).reshape(shape)

@@ -20,6 +20,7 @@ import functools
 
 import numpy as _np
 
+from .. import core as _core
 from ..backend import array_module
 from ..core import getval, isbox
 from ..tree import tree_flatten
@@ -248,6 +249,11 @@ def asarray(a, dtype=None):
     if isinstance(a, (list, tuple)) and _holds_box(a):
         return stack([asarray(e, dtype) for e in a])
     return _module_of(a).asarray(a, dtype=dtype)  # CuPy arrays stay on their device
+
+
+# Array-likes holding traced values (`np.mean([x, x + 2.0])`) are stacked by `asarray`
+# before any primitive runs on them.
+_core.array_from_list = asarray
 
 
 def array(a, dtype=None, **kwargs):

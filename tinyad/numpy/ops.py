@@ -80,7 +80,7 @@ def _argsort(seq):
 
 def _reduced_axes(axis, ndim):
     """`axis` of a reduction as a sorted tuple of non-negative ints (None: every axis)."""
-    if axis is None:
+    if axis is None or ndim == 0:  # numpy lets sum(x, axis=0) of a 0-d x reduce nothing
         return tuple(range(ndim))
     if isinstance(axis, (tuple, list)):
         return tuple(sorted(a % ndim for a in axis))
