@@ -1,13 +1,53 @@
 """Shared helpers of the tinyad.numpy tests: inputs on a function's domain, and the check."""
 
 import numpy
+import pytest
 
 import tinyad
 
 
 def check(fun, *args, **kwargs):
-    """Reverse mode against central finite differences, first and second order."""
+    """Reverse mode against central finite differences, first and second order, and forward
+    mode (jvp) against finite differences and against reverse mode (⟨u, Jv⟩ = ⟨uᵀJ, v⟩)."""
     tinyad.check_grads(fun, *args, order=2, **kwargs)
+    check_jvp(fun, *args, argnum=kwargs.get("argnum"))
+
+
+def _is_float_array(x):
+    return (
+        getattr(numpy.asarray(x), "dtype", None) is not None and numpy.asarray(x).dtype.kind == "f"
+    )
+
+
+def check_jvp(fun, *args, argnum=None, eps=1e-6, rtol=1e-5, atol=1e-7):
+    """jvp along a random tangent of every float argument (or those in argnum)."""
+    rng = numpy.random.default_rng(1)
+    if argnum is None:
+        nums = [n for n, a in enumerate(args) if _is_float_array(a)]
+    else:
+        nums = [argnum] if isinstance(argnum, int) else list(argnum)
+    args = [numpy.asarray(a, numpy.float64) if n in nums else a for n, a in enumerate(args)]
+
+    def sub(*chosen):
+        full = list(args)
+        for n, x in zip(nums, chosen):
+            full[n] = x
+        return fun(*full)
+
+    primals = tuple(args[n] for n in nums)
+    tangents = tuple(rng.standard_normal(numpy.shape(x)) for x in primals)
+    out, t_out = tinyad.jvp(sub, primals, tangents)
+    plus = sub(*[x + eps * v for x, v in zip(primals, tangents)])
+    minus = sub(*[x - eps * v for x, v in zip(primals, tangents)])
+    numeric = (numpy.asarray(plus) - numpy.asarray(minus)) / (2 * eps)
+    assert numpy.shape(t_out) == numpy.shape(out)
+    numpy.testing.assert_allclose(
+        t_out, numeric, rtol=rtol, atol=atol, err_msg="jvp vs finite differences"
+    )
+    u = rng.standard_normal(numpy.shape(out))
+    cts = tinyad.vjp(sub, *primals)[1](u)
+    reverse = sum(numpy.sum(c * v) for c, v in zip(cts, tangents))
+    assert numpy.sum(u * t_out) == pytest.approx(reverse, rel=1e-9, abs=1e-12)
 
 
 def rand(shape, domain="real", seed=0):

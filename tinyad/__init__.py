@@ -10,13 +10,26 @@ tinyad.grad(f)(W, y)           # (cos(W y)) ⊗ y, without building a Jacobian
 from . import nn, numpy, optim
 from .checks import check_grads, numerical_grad
 from .core import Box, defvjp, defvjp_all, defvjp_argnum, getval, isbox, primitive
-from .transforms import grad, hessian, jacobian, trace, value_and_grad, vjp
+from .transforms import (
+    elementwise_grad,
+    grad,
+    hessian,
+    hvp,
+    jacobian,
+    jvp,
+    trace,
+    value_and_grad,
+    vjp,
+)
 from .tree import flatten, tree_flatten, tree_map, tree_unflatten
 
 __all__ = [
     "grad",
     "value_and_grad",
     "vjp",
+    "jvp",
+    "hvp",
+    "elementwise_grad",
     "jacobian",
     "hessian",
     "numerical_grad",

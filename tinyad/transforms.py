@@ -9,7 +9,17 @@ from .backend import array_module
 from .core import Tape, backward, getval, isbox
 from .tree import tree_flatten, tree_unflatten
 
-__all__ = ["vjp", "grad", "value_and_grad", "jacobian", "hessian", "trace"]
+__all__ = [
+    "vjp",
+    "grad",
+    "value_and_grad",
+    "jacobian",
+    "hessian",
+    "trace",
+    "jvp",
+    "hvp",
+    "elementwise_grad",
+]
 
 _depth = [0]  # how many tapes are recording now; a new tape gets the next level
 
@@ -375,3 +385,93 @@ def trace(fun, *args):
             )
         fun(*boxed)
     return tape
+
+
+# ---- forward mode, from the vjps by transposition ------------------------------------------
+
+
+def jvp(fun, primals, tangents):
+    """`(out, tangent_out)`: fun's output at `primals` and its Jacobian-vector product J·v.
+
+    `primals` and `tangents` are tuples of fun's positional arguments (pytrees
+    allowed), as in JAX. Forward mode is derived here from reverse mode, not
+    written as a second rule per primitive: u ↦ vjp_fun(u) = uᵀJ is linear in
+    u, so the gradient of u ↦ ⟨uᵀJ, v⟩ = uᵀ(Jv) is Jv. One table of vjps thus
+    serves both modes and every order; the price is a second reverse pass
+    (about 3× the cost of fun, against about 2× for a hand-written jvp).
+
+    >>> jvp(np.sin, (0.5,), (2.0,))          # (sin 0.5, 2 cos 0.5)
+    """
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise ValueError(
+            f"jvp: {len(primals)} primals but {len(tangents)} tangents; pass one tangent per "
+            "positional argument, as tuples: jvp(f, (x, y), (dx, dy))"
+        )
+    tangents = tuple(_tangent_like(t, x, n) for n, (x, t) in enumerate(zip(primals, tangents)))
+    out, vjp_fun = vjp(fun, *primals)
+    out_leaves, out_def = _flatten(out)
+
+    def projected(*u_leaves):
+        """⟨vjp_fun(u), v⟩ = uᵀ J v, a scalar function of the output cotangent u."""
+        from . import numpy as np
+
+        cts = vjp_fun(_unflatten(out_def, list(u_leaves)))
+        pairs = zip(tree_flatten(cts)[0], tree_flatten(tangents)[0])
+        return sum((np.sum(c * t) for c, t in pairs), 0.0)
+
+    zeros = [_zeros_like(y) for y in out_leaves]  # any u would do: the map is linear in u
+    tangent_leaves = grad(projected, argnum=tuple(range(len(zeros))))(*zeros)
+    return out, _unflatten(out_def, list(tangent_leaves))
+
+
+def _tangent_like(t, x, n):
+    """Tangent `t` checked against primal `x`: the same structure and shapes, x's float dtype."""
+    t_leaves, t_def = _flatten(t)
+    x_leaves, x_def = _flatten(x)
+    if _structure(t_def) != _structure(x_def):
+        raise ValueError(
+            f"jvp: tangent {n} has the structure {_describe(t)}, but primal {n} has "
+            f"{_describe(x)}; pass tangents shaped like the primals"
+        )
+    fitted = []
+    for tl, xl in zip(t_leaves, x_leaves):
+        xv = getval(_as_float_leaf(xl, "jvp"))
+        xp = array_module(xv)
+        tl = tl if hasattr(getval(tl), "shape") else xp.asarray(tl, dtype=xv.dtype)
+        if tuple(getval(tl).shape) != tuple(xv.shape):
+            raise ValueError(
+                f"jvp: tangent {n} has shape {tuple(getval(tl).shape)}, but primal {n} has "
+                f"shape {tuple(xv.shape)}"
+            )
+        fitted.append(tl if getval(tl).dtype == xv.dtype else tl.astype(xv.dtype))
+    return _unflatten(t_def, fitted)
+
+
+def hvp(fun, x, v):
+    """The Hessian-vector product ∇²fun(x)·v, forward over reverse: the jvp of the gradient.
+
+    `x` and `v` are arrays or pytrees of the same structure; `fun` returns a scalar.
+    The Hessian itself is never built.
+
+    >>> hvp(lambda x: np.sum(x**3), np.array([1.0, 2.0]), np.array([1.0, 0.0]))   # [6, 0]
+    """
+    return jvp(grad(fun), (x,), (v,))[1]
+
+
+def elementwise_grad(fun, argnum=0):
+    """autograd's `elementwise_grad`: the vjp of fun with a cotangent of ones.
+
+    For a function that acts entry by entry, that is its derivative at every entry.
+
+    >>> elementwise_grad(np.sin)(np.array([0.0, 1.0]))       # cos([0, 1])
+    """
+
+    def elementwise_grad_fun(*args, **kwargs):
+        (n,) = _chosen((argnum,), args, "elementwise_grad")
+        out, vjp_fun = vjp(_partial(fun, args, kwargs, (n,)), args[n])
+        leaves, treedef = _flatten(out)
+        ones = [array_module(getval(y)).ones_like(getval(y)) for y in leaves]
+        return vjp_fun(_unflatten(treedef, ones))[0]
+
+    return elementwise_grad_fun
