@@ -109,8 +109,8 @@ def test_the_message_points_to_the_tinyad_function_when_there_is_one():
         tinyad.grad(lambda x: numpy.sin(x))(1.0)
     with pytest.raises(TypeError, match=r"use tinyad\.numpy\.linalg\.norm"):
         tinyad.grad(lambda x: numpy.linalg.norm(x))(numpy.ones(2))
-    with pytest.raises(TypeError, match=r"tinyad\.numpy has no sort"):
-        tinyad.grad(lambda x: numpy.sort(x)[0])(numpy.ones(2))
+    with pytest.raises(TypeError, match=r"tinyad\.numpy has no median"):
+        tinyad.grad(lambda x: numpy.median(x))(numpy.ones(2))
 
 
 def test_converting_a_traced_value_to_numpy_or_python_raises():
@@ -130,11 +130,11 @@ def test_in_place_assignment_into_a_traced_array_raises():
 
 def test_unwrapped_numpy_functions_refuse_traced_values_by_name():
     # on constants they are numpy's own; on a traced value a TypeError names them
-    assert numpy.array_equal(np.sort(numpy.array([3.0, 1.0])), [1.0, 3.0])
-    for name in ["sort", "cumprod", "median"]:
+    assert numpy.array_equal(np.nancumsum(numpy.array([3.0, 1.0])), [3.0, 4.0])
+    for name in ["nancumsum", "percentile", "median"]:
         with pytest.raises(TypeError, match=rf"numpy\.{name} was called on a traced value"):
             tinyad.grad(lambda x, name=name: np.sum(getattr(np, name)(x)))(numpy.ones(3))
-    for module, attr in [(np, "fft"), (np.linalg, "eigh")]:
+    for module, attr in [(np, "fft"), (np.linalg, "qr")]:
         with pytest.raises(AttributeError, match=f"{attr} is not provided"):
             getattr(module, attr)
     with pytest.raises(AttributeError, match="has no attribute 'not_a_numpy_name'"):

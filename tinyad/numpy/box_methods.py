@@ -40,6 +40,7 @@ _OPERATOR_UFUNCS = {
     onp.divide: ops.divide,
     onp.power: ops.power,
     onp.matmul: ops.matmul,
+    onp.remainder: ops.mod,
     onp.negative: ops.negative,
 }
 # Comparisons give raw boolean arrays: they carry no gradient.
@@ -108,6 +109,12 @@ class ArrayMethods:
 
     def __rpow__(self, other):
         return ops.power(other, self)
+
+    def __mod__(self, other):
+        return ops.mod(self, other)
+
+    def __rmod__(self, other):
+        return ops.mod(other, self)
 
     def __matmul__(self, other):
         return ops.matmul(self, other)

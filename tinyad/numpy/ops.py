@@ -28,7 +28,7 @@ import math
 import numpy as onp
 
 from ..backend import array_module
-from ..core import defvjp, defvjp_argnum, getval, primitive
+from ..core import defvjp, defvjp_argnum, getval, isbox, primitive
 
 # ---------------------------------------------------------------- helpers
 
@@ -293,17 +293,33 @@ defvjp(
 
 
 @primitive
-def where(condition, x, y):
+@_named("where")
+def _where(condition, x, y):
     """x where condition holds, else y (numpy.where with three arguments)."""
     return onp.where(condition, x, y)
 
 
 defvjp(
-    where,
+    _where,
     _zero,
     lambda g, ans, c, x, y: where(c, g, 0),
     lambda g, ans, c, x, y: where(c, 0, g),
 )
+
+_NOT_GIVEN = object()  # a default that no argument can be (None is a value numpy accepts)
+
+
+def where(condition, x=_NOT_GIVEN, y=_NOT_GIVEN):
+    """numpy.where: x where condition holds, else y (differentiable in x and y).
+
+    With condition alone, numpy.nonzero(condition): a tuple of integer index arrays,
+    constants that carry no gradient.
+    """
+    if x is _NOT_GIVEN and y is _NOT_GIVEN:
+        return onp.nonzero(getval(condition))
+    if x is _NOT_GIVEN or y is _NOT_GIVEN:
+        raise ValueError("where: give both x and y, or neither (then it returns indices)")
+    return _where(condition, x, y)
 
 
 @primitive
@@ -471,25 +487,50 @@ defvjp(cumsum, _cumsum_vjp)
 
 
 @primitive
-def logsumexp(x, axis=None, keepdims=False):
-    """log Σ exp(x) over `axis`, as scipy.special.logsumexp.
-
-    Computed as m + log Σ exp(x − m) with m = max x, so exp cannot overflow.
-    """
-    m = onp.max(x, axis=axis, keepdims=True)
+@_named("logsumexp")
+def _logsumexp(a, b=None, axis=None, keepdims=False):
+    """log Σ b·exp(a) over `axis` (b=None: every weight 1): `logsumexp` below."""
+    if b is not None:  # as scipy: a weight of 0 drops its entry, even where a is inf
+        a = onp.where(b != 0, a, -onp.inf)
+    m = onp.max(a, axis=axis, keepdims=True)
     m = onp.where(onp.isfinite(m), m, 0)  # all -inf (or an inf): shift by 0 instead
-    with onp.errstate(divide="ignore"):  # log 0 = -inf when every entry is -inf
-        out = onp.log(onp.sum(onp.exp(x - m), axis=axis, keepdims=True)) + m
+    # log 0 = -inf when every term is 0; the log of a negative sum is NaN (as scipy, silently)
+    with onp.errstate(divide="ignore", invalid="ignore"):
+        terms = onp.exp(a - m) if b is None else b * onp.exp(a - m)
+        out = onp.log(onp.sum(terms, axis=axis, keepdims=True)) + m
     return out if keepdims else onp.squeeze(out, axis=axis)
 
 
-def _logsumexp_vjp(g, ans, x, axis=None, keepdims=False):
-    """∂/∂x log Σ exp x = softmax(x) = exp(x − logsumexp x)."""
-    shape = _shape(x)
-    return _keep(g, shape, axis, keepdims) * exp(x - _keep(ans, shape, axis, keepdims))
+def _summed_shape(a, b):
+    """The shape the sum of logsumexp runs over: a's, broadcast against the weights b."""
+    return _shape(a) if b is None else onp.broadcast_shapes(_shape(a), _shape(b))
 
 
-defvjp(logsumexp, _logsumexp_vjp)
+def _logsumexp_vjp_a(g, ans, a, b=None, axis=None, keepdims=False):
+    """∂/∂a log Σ b·exp(a) = b·exp(a − logsumexp): softmax(a) when b = 1."""
+    shape = _summed_shape(a, b)
+    ct = _keep(g, shape, axis, keepdims) * exp(a - _keep(ans, shape, axis, keepdims))
+    return ct if b is None else ct * b
+
+
+def _logsumexp_vjp_b(g, ans, a, b=None, axis=None, keepdims=False):
+    """∂/∂b log Σ b·exp(a) = exp(a − logsumexp), at the summed shape (a may broadcast)."""
+    shape = _summed_shape(a, b)
+    ct = _keep(g, shape, axis, keepdims) * exp(a - _keep(ans, shape, axis, keepdims))
+    return ct if _shape(ct) == shape else broadcast_to(ct, shape)
+
+
+defvjp(_logsumexp, _logsumexp_vjp_a, _logsumexp_vjp_b)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False):
+    """log Σ b·exp(a) over `axis`, as scipy.special.logsumexp; differentiable in a and b.
+
+    Computed as m + log Σ b·exp(a − m) with m = max a, so exp cannot overflow. The
+    weights b (default 1) broadcast against a and may be negative, to subtract; a
+    negative sum gives NaN, as scipy's does without return_sign (not provided here).
+    """
+    return _logsumexp(a, b, axis=axis, keepdims=keepdims)
 
 
 # ------------------------------------------------------------ linear algebra
@@ -774,7 +815,7 @@ def roll(x, shift, axis=None):
 
 
 def _roll_vjp(g, ans, x, shift, axis=None):
-    back = -shift if isinstance(shift, int) else [-s for s in shift]
+    back = -shift if onp.ndim(shift) == 0 else [-s for s in shift]  # numpy ints too
     if axis is None:
         return reshape(roll(ravel(g), back), _shape(x))
     return roll(g, back, axis)
@@ -1004,15 +1045,270 @@ def diagonal(x, offset=0, axis1=0, axis2=1):
     return x[..., first + row0, first + col0]
 
 
-def trace(x, offset=0, axis1=0, axis2=1):
+def _as_traced(x):
+    """x as one array: a (nested) list holding traced values is stacked, as numpy would.
+
+    For the functions below that read x's shape before calling a primitive.
+    """
+    if isbox(x):
+        return x
+    if isinstance(x, (list, tuple)) and _holds_box(x):
+        return stack([_as_traced(item) for item in x])
+    return _as_array(x)
+
+
+def _holds_box(x):
+    return isbox(x) or (isinstance(x, (list, tuple)) and builtins.any(map(_holds_box, x)))
+
+
+def trace(x, offset=0, axis1=0, axis2=1, dtype=None):
     """numpy.trace: the sum of the diagonal."""
-    return sum(diagonal(x, offset, axis1, axis2), axis=-1)
+    return sum(diagonal(_as_traced(x), offset, axis1, axis2), axis=-1, dtype=dtype)
 
 
-def diff(x, n=1, axis=-1):
-    """numpy.diff: x[i+1] − x[i] along `axis`, n times."""
+def _one_slice_along(v, x, axis):
+    """diff's prepend/append value: a scalar becomes one slice of x's shape along `axis`."""
+    if _ndim(v) > 0:
+        return v
+    shape = list(_shape(x))
+    shape[axis] = 1
+    if not isbox(v):  # a number, in x's array module (CuPy's for a CuPy x)
+        v = array_module(getval(x)).asarray(v)
+    return broadcast_to(v, tuple(shape))
+
+
+def diff(x, n=1, axis=-1, prepend=None, append=None):
+    """numpy.diff: x[i+1] − x[i] along `axis`, n times (prepend/append: joined on first)."""
+    x = _as_traced(x)
+    if _ndim(x) == 0:
+        raise ValueError("diff requires an array of at least one dimension, got a 0-d array")
+    if n < 0:
+        raise ValueError(f"diff: the order n must be non-negative, got {n}")
     axis = axis % _ndim(x)
+    if prepend is not None or append is not None:
+        first = [] if prepend is None else [_one_slice_along(_as_traced(prepend), x, axis)]
+        last = [] if append is None else [_one_slice_along(_as_traced(append), x, axis)]
+        x = concatenate(first + [x] + last, axis=axis)
     before = (slice(None),) * axis
     for _ in range(n):
         x = x[before + (slice(1, None),)] - x[before + (slice(None, -1),)]
     return x
+
+
+# ------------------------------------------------------ more of numpy (second round)
+# Each family as above: a primitive next to its vjp, or a function built from primitives.
+
+# ---- remainder
+
+
+@primitive
+def mod(x, y):
+    """numpy.mod (also numpy.remainder and Python's %): x − floor(x / y)·y, with y's sign."""
+    return onp.remainder(x, y)
+
+
+remainder = mod
+
+
+def _floor_quotient(x, y):
+    """floor(x / y) as numpy's remainder counts it: piecewise constant, so a raw constant."""
+    return onp.floor_divide(getval(x), getval(y))
+
+
+# Between its jumps, mod is x − q·y with q = floor(x / y) constant: ∂/∂x = 1, ∂/∂y = −q.
+defvjp(mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * _floor_quotient(x, y))
+
+
+# ---- sorting
+
+
+def _sort_options(kind, stable):
+    """The options numpy was given, and only those (CuPy's sort takes fewer)."""
+    return {k: v for k, v in (("kind", kind), ("stable", stable)) if v is not None}
+
+
+@primitive
+def sort(a, axis=-1, kind=None, order=None, *, stable=None):
+    """numpy.sort (axis=None: of the flattened array). Tied entries share no gradient: each
+    sorted entry passes its cotangent to one of them."""
+    options = _sort_options(kind, stable)
+    if order is not None:
+        options["order"] = order
+    return onp.sort(a, axis=axis, **options)
+
+
+def _along_axis(index, axis):
+    """The index that picks `index[..., i, ...]` along `axis` (numpy.take_along_axis's)."""
+    xp = array_module(index)
+    shape = _shape(index)
+    ranges = [
+        xp.arange(n).reshape((1,) * d + (n,) + (1,) * (len(shape) - d - 1))
+        for d, n in enumerate(shape)
+    ]
+    ranges[axis] = index
+    return tuple(ranges)
+
+
+def _sort_vjp(g, ans, a, axis=-1, kind=None, order=None, *, stable=None):
+    """ans = a[perm] for the sorting permutation perm: g goes back to where each entry was."""
+    raw, options = getval(a), _sort_options(kind, stable)
+    if axis is None:
+        perm = onp.argsort(raw.ravel(), **options)
+        return reshape(add_at(g, index=perm, shape=(raw.size,)), _shape(a))
+    axis = axis % raw.ndim
+    index = _along_axis(onp.argsort(raw, axis=axis, **options), axis)
+    return add_at(g, index=index, shape=_shape(a))
+
+
+defvjp(sort, _sort_vjp)
+
+
+# ---- cumulative product
+
+
+@primitive
+def cumprod(x, axis=None, dtype=None):
+    """numpy.cumprod (axis=None: of the flattened array)."""
+    return onp.cumprod(x, axis=axis, dtype=dtype)
+
+
+def _reverse_cumsum(x, axis):
+    """Σ_{i ≥ j} x_i at every j along `axis`."""
+    return flip(cumsum(flip(x, axis), axis), axis)
+
+
+def _cumprod_with_each_left_out(x):
+    """C[..., j, i] = Π_{k ≤ i, k ≠ j} x_k along the last axis, without dividing.
+
+    Row j is the cumprod of x with its j-th entry replaced by 1 (as `_prod_of_others`).
+    """
+    n = _shape(x)[-1]
+    eye = array_module(getval(x)).eye(n, dtype=bool)
+    return cumprod(where(eye, 1, expand_dims(x, -2)), axis=-1)
+
+
+def _cumprod_vjp(g, ans, x, axis=None, dtype=None):
+    """x̄_j = Σ_{i ≥ j} ḡ_i ∂y_i/∂x_j, with ∂y_i/∂x_j = Π_{k ≤ i, k ≠ j} x_k = y_i / x_j.
+
+    The division is used when no x is 0; otherwise the products are built explicitly.
+    """
+    if axis is None:  # numpy flattens x first
+        return reshape(_cumprod_vjp(g, ans, ravel(x), 0, dtype), _shape(x))
+    if onp.all(getval(x) != 0):
+        return _reverse_cumsum(g * ans, axis) / x
+    x_last, g_last = moveaxis(x, axis, -1), moveaxis(g, axis, -1)
+    n = _shape(x_last)[-1]
+    later = array_module(getval(x)).tri(n, dtype=bool).T  # [j, i]: i ≥ j
+    others = where(later, _cumprod_with_each_left_out(x_last), 0)
+    return moveaxis(sum(others * expand_dims(g_last, -2), axis=-1), -1, axis)
+
+
+defvjp(cumprod, _cumprod_vjp)
+
+
+# ---- diagonal matrices
+
+
+@primitive
+@_named("diag")
+def _diag_matrix(v, k=0):
+    return onp.diag(v, k)
+
+
+# The matrix's k-th diagonal holds v: v̄ is g's k-th diagonal.
+defvjp(_diag_matrix, lambda g, ans, v, k=0: diagonal(g, k))
+
+
+def diag(v, k=0):
+    """numpy.diag: a 1-D v as the k-th diagonal of a square matrix; a 2-D v's k-th diagonal."""
+    v = _as_traced(v)
+    if _ndim(v) == 1:
+        return _diag_matrix(v, k)
+    if _ndim(v) == 2:
+        return diagonal(v, k)
+    raise ValueError(f"diag: v must be 1-D or 2-D, got shape {_shape(v)}")
+
+
+# ---- appending and splitting: concatenation and slices of the primitives above
+
+
+def append(arr, values, axis=None):
+    """numpy.append: values after arr along `axis` (axis=None: both flattened first)."""
+    if axis is None:
+        return concatenate([ravel(arr), ravel(values)])
+    return concatenate([arr, values], axis=axis)
+
+
+def _split_bounds(n, indices_or_sections, equal):
+    """Where the pieces of a length-n axis start and stop, as numpy.(array_)split cut it."""
+    try:
+        indices = list(indices_or_sections)
+    except TypeError:  # not a sequence: a number of sections
+        indices = None
+    if indices is not None:
+        return [0, *indices, n]  # the pieces end at the indices
+    sections = int(indices_or_sections)
+    if sections <= 0:
+        raise ValueError(f"split: the number of sections must be positive, got {sections}")
+    if equal and n % sections:
+        raise ValueError(
+            f"split: {sections} sections do not divide an axis of length {n} equally "
+            "(array_split allows unequal pieces)"
+        )
+    each, extra = divmod(n, sections)  # the first `extra` pieces get one more entry
+    sizes = [each + 1] * extra + [each] * (sections - extra)
+    return [builtins.sum(sizes[:i]) for i in range(sections + 1)]
+
+
+def _split(ary, indices_or_sections, axis, equal):
+    ary = _as_traced(ary)
+    axis = axis % _ndim(ary)
+    bounds = _split_bounds(_shape(ary)[axis], indices_or_sections, equal)
+    before = (slice(None),) * axis
+    return [ary[before + (slice(start, stop),)] for start, stop in zip(bounds, bounds[1:])]
+
+
+def split(ary, indices_or_sections, axis=0):
+    """numpy.split: a list of pieces along `axis`, cut at the given indices or into equal
+    sections (a ValueError when they do not divide the axis)."""
+    return _split(ary, indices_or_sections, axis, equal=True)
+
+
+def array_split(ary, indices_or_sections, axis=0):
+    """numpy.array_split: as split, but n sections of an axis of length l need not be equal
+    (the first l % n pieces get one entry more)."""
+    return _split(ary, indices_or_sections, axis, equal=False)
+
+
+# ---- at least n dimensions: reshapes
+
+
+def _atleast(arys, new_shape):
+    out = []
+    for a in map(_as_traced, arys):
+        shape = _shape(a)
+        out.append(a if new_shape(shape) == shape else reshape(a, new_shape(shape)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def atleast_1d(*arys):
+    """numpy.atleast_1d: 0-d arrays become shape (1,)."""
+    return _atleast(arys, lambda shape: _at_least(shape, 1))
+
+
+def atleast_2d(*arys):
+    """numpy.atleast_2d: shape () becomes (1, 1), shape (n,) becomes (1, n)."""
+    return _atleast(arys, lambda shape: _at_least(shape, 2))
+
+
+def _at_least_3d(shape):
+    if len(shape) == 0:
+        return (1, 1, 1)
+    if len(shape) == 1:
+        return (1, shape[0], 1)
+    return shape + (1,) if len(shape) == 2 else shape
+
+
+def atleast_3d(*arys):
+    """numpy.atleast_3d: shapes (), (n,), (m, n) become (1, 1, 1), (1, n, 1), (m, n, 1)."""
+    return _atleast(arys, _at_least_3d)
