@@ -18,6 +18,7 @@ inputs, so they stay in the inputs' array module (numpy, CuPy).
 
 import array
 import math
+import numbers
 
 import numpy
 
@@ -53,13 +54,17 @@ class Stats:
 
 
 def rms_norm(x):
-    """Root mean square of a raw array, as a host float."""
+    """Root mean square of a raw array (of |x| for a complex one), as a host float."""
+    if x.dtype.kind == "c":
+        x = np.abs(x)  # the norm on |x|²: x·x of a complex x is not a size
     return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
 
 
 def mixed_norm(x, parts):
     """max over (start, stop) parts of the RMS norm of x[start:stop]; one host value."""
     v = x.reshape(-1)
+    if v.dtype.kind == "c":
+        v = np.abs(v)
     squares = [np.mean(v[a:b] * v[a:b]) for a, b in parts if b > a]
     return float(np.sqrt(np.max(np.stack(squares))))
 
@@ -264,11 +269,30 @@ def interpolate(stepper, ts, traced, t, y, h, ks, indices):
 
 
 def _check_shape(k, y0):
-    ks, ys = getattr(getval(k), "shape", ()), getattr(getval(y0), "shape", ())
+    """func's first result: an array (or number) of y's shape, complex only for a complex y."""
+    k, y0 = getval(k), getval(y0)
+    if k is None:
+        raise TypeError(
+            "func(y, t, *args) returned None; it must return dy/dt with the shape of y "
+            "(is its return statement missing?)"
+        )
+    kind = getattr(getattr(k, "dtype", None), "kind", None)
+    if not (kind in ("b", "i", "u", "f", "c") or (kind is None and isinstance(k, numbers.Number))):
+        raise TypeError(
+            f"func(y, t, *args) returned {type(k).__name__} {k!r}; it must return dy/dt, "
+            "an array with the shape of y"
+        )
+    ks, ys = getattr(k, "shape", ()), getattr(y0, "shape", ())
     if ks != ys:
         raise ValueError(
             f"func(y, t, *args) returned shape {ks}, but y has shape {ys}; func must return "
             "dy/dt with the shape of y"
+        )
+    if (kind == "c" or isinstance(k, complex)) and y0.dtype.kind != "c":
+        raise TypeError(
+            f"func(y, t, *args) returned complex values ({getattr(k, 'dtype', 'complex')}) for "
+            f"a real y ({y0.dtype}): the solver would drop their imaginary part. Pass a "
+            "complex y0, e.g. y0.astype(complex)"
         )
 
 
@@ -284,6 +308,7 @@ def integrate(
     step_size=None,
     first_step=None,
     max_steps=100_000,
+    max_step=None,
     norm=rms_norm,
     stats=None,
     record=None,
@@ -292,7 +317,7 @@ def integrate(
 
     `ts` may be traced (backprop): step control always uses its raw values.
     `record`, a list, receives one `Step` per accepted step (with its starting
-    state), which is what "checkpoint" replays.
+    state), which is what "checkpoint" replays. `max_step` bounds adaptive steps.
     """
     tab = TABLEAUS[method]
     stats = Stats() if stats is None else stats
@@ -359,6 +384,8 @@ def integrate(
     prev_ratio, rejected_last, nonfinite = 1e-4, False, False
     while i_out < len(t_raw):
         _check_budget(stats, max_steps, tn)
+        if max_step is not None:
+            h = min(h, max_step)  # torchdiffeq's max_step, JAX's hmax
         if h < 16 * math.ulp(max(abs(tn), 1.0)):
             why = (
                 "the derivative became non-finite (NaN or inf)"
