@@ -22,7 +22,6 @@ import tinyad
 import tinyad.numpy as np
 from tinyad import getval
 from tinyad.backend import array_module
-from tinyad.tree import tree_unflatten
 
 from .errors import BacksolveWarning, SolverError
 from .odeint import forward, solve
@@ -32,11 +31,11 @@ DRIFT_FACTOR = 10.0  # warn when the reconstructed z is off by 10× what the tol
 
 
 @tinyad.primitive
-def odeint_adjoint(y0, t, *leaves, func, treedef, opts, info):
-    return forward(y0, t, leaves, func, treedef, opts, info)
+def odeint_adjoint(y0, t, *leaves, func, argdef, opts, info):
+    return forward(y0, t, leaves, func, argdef, opts, info)
 
 
-def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info):
+def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info):
     """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys, by backward solves of the augmented state."""
     shape, n = np.shape(y0), int(np.size(y0))
     p = builtins.sum(int(np.size(x)) for x in leaves)
@@ -45,7 +44,7 @@ def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info):
 
     def f(z, t, leaves):
         """f on a flat z: the dynamics as the augmented state sees them."""
-        return np.ravel(func(np.reshape(z, shape), t, *tree_unflatten(treedef, leaves)))
+        return np.ravel(func(np.reshape(z, shape), t, *argdef.rebuild(leaves)))
 
     def augmented(s, t, leaves):
         """d/dt [z, a, dL/dθ, dL/dt] = [f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t]."""

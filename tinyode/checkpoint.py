@@ -10,7 +10,6 @@ the result equals "backprop" (to rounding), without backsolve's instability.
 
 import tinyad
 import tinyad.numpy as np
-from tinyad.tree import tree_unflatten
 
 from .odeint import forward
 from .solver import Stats, Stepper, _time, take_step
@@ -18,12 +17,12 @@ from .tableaus import TABLEAUS
 
 
 @tinyad.primitive
-def odeint_checkpoint(y0, t, *leaves, func, treedef, opts, info, memo):
+def odeint_checkpoint(y0, t, *leaves, func, argdef, opts, info, memo):
     memo["steps"] = []  # the checkpoints, read by the vjp below
-    return forward(y0, t, leaves, func, treedef, opts, info, record=memo["steps"])
+    return forward(y0, t, leaves, func, argdef, opts, info, record=memo["steps"])
 
 
-def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info, memo):
+def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, memo):
     """(dL/dy0, dL/dt, *dL/dθ): each step replayed under the tape, last to first."""
     steps = memo["steps"]
     tab = TABLEAUS[opts.method]
@@ -33,7 +32,7 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, treedef, opts, info, me
 
     def replay(y, t, *leaves, step):
         """One recorded step: returns [y_{n+1}, outputs inside the step] as one flat vector."""
-        stepper = Stepper(func, tree_unflatten(treedef, list(leaves)), tab, stats)
+        stepper = Stepper(func, argdef.rebuild(leaves), tab, stats)
         stepper.t_raw = None  # t is traced here, so take_step reads times from it
         k1 = stepper.f(y, _time(t, True, step.tn, t0))
         y1, _, outs = take_step(stepper, t, True, t0, y, k1, step)

@@ -5,14 +5,19 @@
 - "backprop": the solver loop runs on traced values; every step is on the tape.
 - "checkpoint": one primitive that keeps each accepted step's starting state and
   replays the steps under the tape on the way back (tinyode/checkpoint.py).
+
+Whatever form the user gives (a number, a list, a pytree of arrays), the solver
+sees one float or complex array z and a `func` on it; `odeint` converts on the
+way in and back to the user's structure on the way out.
 """
 
+import numbers
 from typing import NamedTuple
 
 import numpy
 
 import tinyad.numpy as np
-from tinyad import getval
+from tinyad import getval, isbox
 from tinyad.backend import array_module
 from tinyad.tree import tree_flatten, tree_unflatten
 
@@ -30,6 +35,7 @@ class Options(NamedTuple):
     step_size: float | None
     first_step: float | None
     max_steps: int
+    max_step: float | None
     adjoint_rtol: float
     adjoint_atol: float
     adjoint_norm: str
@@ -50,21 +56,20 @@ class Options(NamedTuple):
             step_size=self.step_size,
             first_step=self.first_step,
             max_steps=self.max_steps,
+            max_step=self.max_step,
             norm=norm,
         )
 
 
 def _check_inputs(y0, t, opts, gradient):
-    """Every bad-input error that can be raised before solving starts."""
-    method, rtol, atol, step_size = opts.method, opts.rtol, opts.atol, opts.step_size
-    first_step, max_steps, adjoint_norm = opts.first_step, opts.max_steps, opts.adjoint_norm
-    adjoint_rtol, adjoint_atol = opts.adjoint_rtol, opts.adjoint_atol
+    """Every bad-input error that can be raised before solving starts (y0 already an array)."""
+    method, step_size, max_steps = opts.method, opts.step_size, opts.max_steps
     if method not in TABLEAUS:
         raise ValueError(f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}")
     if gradient not in GRADIENTS:
         raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
-    if adjoint_norm not in ("full", "seminorm"):
-        raise ValueError(f"adjoint_norm must be 'full' or 'seminorm', got {adjoint_norm!r}")
+    if opts.adjoint_norm not in ("full", "seminorm"):
+        raise ValueError(f"adjoint_norm must be 'full' or 'seminorm', got {opts.adjoint_norm!r}")
     tv = getval(t)
     shape = getattr(tv, "shape", None)
     if shape is None or len(shape) != 1:
@@ -92,30 +97,251 @@ def _check_inputs(y0, t, opts, gradient):
     xp = array_module(yv)
     if not bool(xp.all(xp.isfinite(yv))):
         raise ValueError("y0 must be finite; it contains NaN or inf")
-    for name, v in (
-        ("rtol", rtol),
-        ("atol", atol),
-        ("adjoint_rtol", adjoint_rtol),
-        ("adjoint_atol", adjoint_atol),
-    ):
-        if v is not None and not (numpy.all(numpy.asarray(v) > 0)):
-            raise ValueError(f"{name} must be positive, got {v}")
-    if step_size is not None and not step_size > 0:
-        raise ValueError(f"step_size must be positive, got {step_size}")
-    if first_step is not None and not first_step > 0:
-        raise ValueError(f"first_step must be positive, got {first_step}")
-    if not (isinstance(max_steps, int) and max_steps > 0):
+    for name in ("rtol", "atol", "adjoint_rtol", "adjoint_atol"):
+        _check_tolerance(name, getattr(opts, name), yv.dtype)
+    for name in ("step_size", "first_step", "max_step"):
+        _check_positive(name, getattr(opts, name))
+    if opts.max_step is not None and (TABLEAUS[method].b_err is None or step_size is not None):
+        fixed = f"method={method!r}" + (" with a step_size" if step_size is not None else "")
+        raise ValueError(
+            f"max_step bounds the steps of adaptive methods, but {fixed} takes fixed steps; "
+            "set step_size instead"
+        )
+    if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
         raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
 
 
-def _as_float(y0):
-    """Integer initial states are solved in float64, as scipy does."""
-    v = getval(y0)
-    if isinstance(v, (int, float)):
-        return numpy.asarray(v, dtype=float)
-    if v.dtype.kind not in "fc":
-        return v.astype(float)
-    return y0
+def _check_tolerance(name, v, dtype):
+    """A tolerance is a positive number (or an array of them); an rtol the dtype can meet."""
+    v = getval(v)
+    if isinstance(v, (list, tuple)) and _numbers_only(v):
+        v = numpy.asarray(v)
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if isinstance(v, bool) or not (isinstance(v, numbers.Real) or kind in ("f", "i", "u")):
+        raise TypeError(
+            f"{name} must be a positive number (or an array of them), got {v!r} "
+            f"({type(v).__name__})"
+        )
+    smallest = float(numpy.min(numpy.asarray(v.tolist() if kind else v)))
+    if not smallest > 0:
+        raise ValueError(f"{name} must be positive, got {v}")
+    # Every number of the state carries a relative rounding error of eps: an rtol far below it
+    # cannot be met, and the steps would shrink until max_steps ran out (float32's eps is 1.2e-7,
+    # so rtol=1e-12 on a float32 state is a float64 setting carried over by mistake). scipy's
+    # solve_ivp raises such an rtol with a warning; asking again is clearer than solving to a
+    # tolerance nobody asked for. eps/10 lets the default rtol=1e-7 through for float32.
+    eps = float(numpy.finfo(dtype).eps) if dtype.kind in "fc" else 0.0
+    if name.endswith("rtol") and smallest < eps / 10:
+        raise ValueError(
+            f"{name}={smallest:g} is below what {dtype} can resolve (its machine epsilon is "
+            f"{eps:.3g}): no step can be that accurate, and the solver would shrink its steps "
+            f"until max_steps ran out. Use {name} >= {eps / 10:.3g}, or solve in float64 "
+            "(y0.astype(numpy.float64))"
+        )
+
+
+def _check_positive(name, v):
+    """An optional step option: None, or a positive number."""
+    if v is None:
+        return
+    if isinstance(v, bool) or not isinstance(getval(v), numbers.Real):
+        raise TypeError(f"{name} must be a positive number or None, got {v!r} ({type(v).__name__})")
+    if not v > 0:
+        raise ValueError(f"{name} must be positive, got {v}")
+
+
+# --- the forms of y0 ---------------------------------------------------------------------------
+
+
+def _as_array(x, what="y0"):
+    """One number or array of y0 as a float or complex array, as scipy converts it.
+
+    Integers and bools become float64; a traced value is kept as it is (so its
+    gradient flows: `x[0]` or `np.sum(x)` as y0).
+    """
+    if isbox(x):
+        return x  # tinyad traces float arrays only
+    v = x
+    if isinstance(v, (list, tuple)):
+        if any(map(isbox, tree_flatten(v)[0])):
+            return np.array(v)  # traced numbers among them: stacked on the tape
+        try:
+            v = numpy.asarray(v)
+        except ValueError as e:
+            raise ValueError(f"{what} is a ragged list ({e}); give it one shape") from None
+    if not hasattr(v, "dtype"):
+        v = numpy.asarray(v)  # a Python number
+    kind = v.dtype.kind
+    if kind in "fc":
+        return array_module(v).asarray(v)  # a numpy scalar as a 0-d array
+    if kind in "biu":
+        return v.astype(numpy.float64)
+    raise TypeError(f"{what} must be numbers (float, int or complex), got {v!r} ({v.dtype})")
+
+
+def _numbers_only(tree):
+    """A (nested) list or tuple of numbers, as scipy's users write y0.
+
+    A number is anything 0-d, traced or not (`x[0]`, `np.sum(x)`), so that
+    whether y0 is an array or a pytree never depends on what is differentiated.
+    """
+    if isinstance(tree, (list, tuple)):
+        return all(_numbers_only(x) for x in tree)
+    v = getval(tree)
+    return isinstance(v, numbers.Number) or getattr(v, "shape", None) == ()
+
+
+def _stacking(func):
+    """func for an array state: a list or tuple it returns is stacked, as scipy does."""
+
+    def array_func(y, t, *args):
+        dy = func(y, t, *args)
+        return np.array(dy) if isinstance(dy, (list, tuple)) else dy
+
+    return array_func
+
+
+def _structure(treedef):
+    """A treedef with lists and tuples alike: func may return a list for a tuple state."""
+    if treedef is None:
+        return None
+    kind, keys, children = treedef
+    return ("sequence" if kind in (list, tuple) else kind, keys, [_structure(c) for c in children])
+
+
+class PytreeState:
+    """A pytree y0 (a dict, or a tuple or list holding arrays), solved as one flat vector z.
+
+    `func` receives and returns the pytree; each leaf of the result has a leading
+    time axis, as in JAX's odeint. z has the leaves' common dtype; func sees each
+    leaf in its own dtype.
+    """
+
+    def __init__(self, y0):
+        leaves, self.treedef = tree_flatten(y0)
+        if not leaves:
+            raise ValueError(f"y0 is an empty pytree ({y0!r}); it needs at least one array")
+        leaves = [_as_array(x, "each leaf of y0") for x in leaves]
+        self.shapes = [tuple(np.shape(x)) for x in leaves]
+        self.dtypes = [getval(x).dtype for x in leaves]
+        self.bounds = numpy.cumsum([0] + [int(numpy.prod(s)) for s in self.shapes]).tolist()
+        self.z0 = np.concatenate([np.ravel(x) for x in leaves])
+
+    def leaves(self, z, lead=()):
+        """The leaves held in z[..., :] (with `lead`, the shape of z's leading axes)."""
+        parts = []
+        for a, b, shape, dtype in zip(self.bounds, self.bounds[1:], self.shapes, self.dtypes):
+            part = np.reshape(z[..., a:b], lead + shape)
+            if getval(part).dtype != dtype:
+                part = (np.real(part) if dtype.kind == "f" else part).astype(dtype)
+            parts.append(part)
+        return parts
+
+    def wrap(self, func):
+        """func on the flat z: unpack z into the pytree, pack func's pytree result."""
+
+        def flat_func(z, t, *args):
+            return self.pack(func(tree_unflatten(self.treedef, self.leaves(z)), t, *args))
+
+        return flat_func
+
+    def pack(self, dy):
+        leaves, treedef = tree_flatten(dy)
+        if _structure(treedef) != _structure(self.treedef):
+            expected = tree_unflatten(self.treedef, [_Shape(s) for s in self.shapes])
+            got = tree_unflatten(treedef, [_Shape(x) for x in leaves])
+            raise ValueError(
+                f"func(y, t, *args) returned {got}, but y is {expected}; func must return "
+                "dy/dt with the structure of y"
+            )
+        for path, x, shape in zip(_paths(self.treedef), leaves, self.shapes):
+            if x is None or tuple(np.shape(x)) != shape:
+                raise ValueError(
+                    f"func(y, t, *args) returned {_Shape(x)!r} for y{path}, which has shape "
+                    f"{shape}; each leaf of dy/dt must have the shape of its leaf of y"
+                )
+        return np.concatenate([np.ravel(x) for x in leaves])
+
+    def unpack(self, ys):
+        """ys of shape (len(t), size of z) as the pytree, each leaf shaped (len(t),) + leaf."""
+        return tree_unflatten(self.treedef, self.leaves(ys, lead=tuple(np.shape(ys)[:1])))
+
+
+class _Shape:
+    """A leaf in an error message: its shape (a pytree of these shows a structure)."""
+
+    def __init__(self, x):
+        self.text = (
+            f"array{x}" if isinstance(x, tuple) else "None" if x is None else f"array{np.shape(x)}"
+        )
+
+    def __repr__(self):
+        return self.text
+
+
+def _paths(treedef, prefix=""):
+    """Each leaf's index path, as in y['a'][0]."""
+    if treedef is None:
+        return [prefix]
+    kind, keys, children = treedef
+    names = keys if kind is dict else range(len(children))
+    return [p for k, c in zip(names, children) for p in _paths(c, f"{prefix}[{k!r}]")]
+
+
+def _as_times(t):
+    """A list of times as an array; a traced time inside the list keeps its gradient."""
+    if isinstance(t, (list, tuple)):
+        if any(isbox(x) for x in t):
+            return np.stack([x if isbox(x) else float(x) for x in t])
+        return numpy.asarray(t, dtype=float)
+    tv = getval(t)
+    if not isbox(t) and getattr(getattr(tv, "dtype", None), "kind", None) in ("b", "i", "u"):
+        return t.astype(numpy.float64)
+    return t
+
+
+# --- args ---------------------------------------------------------------------------------------
+
+
+def _differentiable(x):
+    """A leaf of args that the tape may differentiate: a traced value or a real float array."""
+    if isbox(x):
+        return True
+    return isinstance(x, float) or getattr(getattr(x, "dtype", None), "kind", None) == "f"
+
+
+def split_args(args):
+    """(θ, argdef): the floating-point leaves of args, and how to rebuild args from them."""
+    leaves, treedef = tree_flatten(args)
+    slots = [i for i, x in enumerate(leaves) if _differentiable(x)]
+    constants = list(leaves)
+    for i in slots:
+        constants[i] = None  # θ's values are handed to the primitive, not kept here
+    return [leaves[i] for i in slots], ArgsDef(treedef, slots, constants)
+
+
+class ArgsDef:
+    """How to rebuild `args` from θ, its floating-point leaves.
+
+    The other leaves (ints, bools, strings, None, integer arrays) are constants:
+    they are kept here and reach func unchanged, and the tape never sees them.
+    """
+
+    def __init__(self, treedef, slots, constants):
+        self.treedef, self.slots, self.constants = treedef, slots, constants
+        self.all_theta = len(slots) == len(constants)
+
+    def rebuild(self, theta):
+        """args with the leaves θ (raw or traced) put back among the constants."""
+        if self.all_theta:
+            return tree_unflatten(self.treedef, list(theta))
+        leaves = list(self.constants)
+        for i, x in zip(self.slots, theta):
+            leaves[i] = x
+        return tree_unflatten(self.treedef, leaves)
+
+
+# --- odeint -------------------------------------------------------------------------------------
 
 
 def odeint(
@@ -129,6 +355,7 @@ def odeint(
     step_size=None,
     first_step=None,
     max_steps=100_000,
+    max_step=None,
     gradient="adjoint",
     adjoint_rtol=None,
     adjoint_atol=None,
@@ -137,11 +364,17 @@ def odeint(
 ):
     """Solve dy/dt = func(y, t, *args) from y(t[0]) = y0; returns y at every t[i].
 
-    Shape `(len(t),) + y0.shape`. Differentiable under every tinyad transformation
-    with respect to y0, each t[i] and every leaf of args, by the method `gradient`
-    names. `full_output=True` also returns `info`: nfe, n_steps, n_rejected,
-    step_sizes, step_times; once a gradient has been computed through the
-    solve, `info["backward"]` holds the backward pass's nfe, n_steps, n_rejected.
+    y0 is an array, a number, a (nested) list or tuple of numbers (converted as
+    numpy does), or a pytree of arrays (a dict, or a tuple or list holding an
+    array that is not 0-d): func then receives and returns that structure, and so
+    does the result. The result has shape `(len(t),) + y0.shape` (for a pytree,
+    each leaf gains a leading time axis). A list func returns is stacked.
+    Differentiable under every tinyad transformation with respect to y0, each t[i]
+    and every floating-point leaf of args (other leaves are constants), by the
+    method `gradient` names. `max_step` bounds the size of adaptive steps.
+    `full_output=True` also returns `info`: nfe, n_steps, n_rejected, step_sizes,
+    step_times; once a gradient has been computed through the solve,
+    `info["backward"]` holds the backward pass's nfe, n_steps, n_rejected.
     """
     opts = Options(
         method=method,
@@ -150,48 +383,81 @@ def odeint(
         step_size=step_size,
         first_step=first_step,
         max_steps=max_steps,
+        max_step=max_step,
         adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
         adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
         adjoint_norm=adjoint_norm,
         norm_parts=None,
     )
-    if isinstance(t, (list, tuple)):
-        t = numpy.asarray(t, dtype=float)
-    _check_inputs(y0, t, opts, gradient)
-    y0 = _as_float(y0)
-    xp = array_module(getval(y0))
+    t = _as_times(t)
+    if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
+        state = PytreeState(y0)
+        z0, rhs, unpack = state.z0, state.wrap(func), state.unpack
+    else:
+        z0, rhs, unpack = _as_array(y0), _stacking(func), None
+    _check_inputs(z0, t, opts, gradient)
+    if getval(z0).dtype.kind == "c" and any(map(isbox, [z0, t, *tree_flatten(args)[0]])):
+        raise TypeError(
+            "odeint cannot differentiate through a complex state: tinyad does not differentiate "
+            "complex numbers. Solve the real and imaginary parts as one real state "
+            "(y = [Re z, Im z], twice the size) to get gradients"
+        )
+    xp = array_module(getval(z0))
     if xp is not numpy and type(t) is numpy.ndarray:
         t = xp.asarray(t)  # host times join the state's device (one explicit copy)
-    ys, info = solve(func, y0, t, args, opts, gradient)
+    ys, info = solve(rhs, z0, t, args, opts, gradient)
+    if unpack is not None:
+        ys = unpack(ys)
     return (ys, info) if full_output else ys
 
 
 def solve(func, y0, t, args, opts, gradient):
     """`odeint` after its checks: (ys, info). The adjoint's backward pass calls this too."""
     info = {}
-    leaves, treedef = tree_flatten(args)
     if gradient == "backprop":
         stats = Stats()
         ys = np.stack(integrate(func, y0, t, args, stats=stats, **opts.solve_kwargs()))
         info.update(stats.as_dict())
         return ys, info
+    theta, argdef = split_args(args)
     if gradient == "adjoint":
         from .adjoint import odeint_adjoint
 
-        ys = odeint_adjoint(y0, t, *leaves, func=func, treedef=treedef, opts=opts, info=info)
+        ys = odeint_adjoint(y0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
     else:
         from .checkpoint import odeint_checkpoint
 
         ys = odeint_checkpoint(
-            y0, t, *leaves, func=func, treedef=treedef, opts=opts, info=info, memo={}
+            y0, t, *theta, func=func, argdef=argdef, opts=opts, info=info, memo={}
         )
+    _refuse_traced_closure(ys, gradient)
     return ys, info
 
 
-def forward(y0, t, leaves, func, treedef, opts, info, record=None):
+def _refuse_traced_closure(ys, gradient):
+    """A TypeError when func closed over a value traced on the tape this solve is recorded on.
+
+    The primitive solves on raw values, so its result holds Boxes only of tapes
+    below its own (an enclosing grad of a grad). A Box of its own tape, or of
+    one above, came from func's closure: the vjp cannot differentiate that.
+    """
+    level, x = None, ys
+    while isbox(x):
+        if level is not None and x.tape.level >= level:
+            raise TypeError(
+                "func closes over a traced value (a parameter of an enclosing grad or vjp): "
+                f'gradient="{gradient}" differentiates only y0, t and args. Pass it through '
+                "args: odeint(func, y0, t, theta) with func(y, t, theta); or use "
+                'gradient="backprop"'
+            )
+        level, x = x.tape.level, x.value
+
+
+def forward(y0, t, theta, func, argdef, opts, info, record=None):
     """The forward solve on raw values, shared by the adjoint and checkpoint primitives."""
     stats = Stats()
-    args = tree_unflatten(treedef, list(leaves))
-    ys = integrate(func, y0, t, args, stats=stats, record=record, **opts.solve_kwargs())
+    ys = integrate(
+        func, y0, t, argdef.rebuild(theta), stats=stats, record=record, **opts.solve_kwargs()
+    )
     info.update(stats.as_dict())
     return np.stack(ys)
