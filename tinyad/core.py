@@ -136,9 +136,10 @@ class Primitive:
     def __init__(self, fun):
         self.fun = fun
         self.name = self.__name__ = fun.__name__
-        self.vjps = {}
-        self.vjp_argnum = None  # fn(argnum, g, ans, *args, **kwargs), for variadic primitives
-        self.vjp_all = None  # fn(g, ans, *args, **kwargs) -> one cotangent per argument
+        self.vjps = {}  # argnum -> vjp(g, ans, *args, **kwargs): the table defvjp fills
+        # The one stored rule, whichever defvjp form set it:
+        # rule(argnums, g, ans, *args, **kwargs) -> the cotangents of args[n] for n in argnums.
+        self.rule = self._no_rule
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
 
@@ -146,56 +147,31 @@ class Primitive:
         return f"<primitive {self.name}>"
 
     def __call__(self, *args, **kwargs):
-        # The hot path of tracing, hence written out flat. Usually every Box argument is on
-        # one tape: record there. Boxes of several tapes (nested traces) take `_record_nested`.
-        tape = None
-        for x in args:
-            if type(x) is Box:
-                if tape is None:
-                    tape = x.tape
-                elif x.tape is not tape:
-                    return self._record_nested(args, kwargs)
-            elif type(x) is list or type(x) is tuple:
-                if _holds_box(x):  # an array-like such as [x, x + 2.0]: make it one array
-                    return self(
-                        *[array_from_list(a) if _holds_box(a) else a for a in args], **kwargs
-                    )
+        """Run on raw values; record on the innermost tape among the arguments, if any."""
+        for a in args:
+            if (type(a) is list or type(a) is tuple) and _holds_box(a):
+                return self(*_lift_array_likes(args), **kwargs)  # [x, x + 2.0]: one array
+        tape = _top_tape(args)
         if tape is None:  # no Box: a plain call (as in the vjps of a first-order backward pass)
             return self.fun(*args, **kwargs)
-        raw, parents, nested = list(args), [], False
-        for i, x in enumerate(args):
-            if type(x) is Box:
-                raw[i] = x.value
-                parents.append((i, x.index))
-                nested = nested or type(x.value) is Box
-        # A Box of an outer tape inside a Box (x.value): this call records on that tape too.
-        ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
-        return tape.record(self, ans, raw, kwargs, tuple(parents))
-
-    def _record_nested(self, args, kwargs):
-        """Record on the highest-level tape among the arguments; pass the others' Boxes on."""
-        if any(type(x) is not Box and _holds_box(x) for x in args):  # array-likes first
-            return self(*[array_from_list(a) if _holds_box(a) else a for a in args], **kwargs)
-        tape = max((x.tape for x in args if type(x) is Box), key=lambda t: t.level)
         raw, parents = list(args), []
         for i, x in enumerate(args):
-            if type(x) is Box and x.tape.level == tape.level:
-                if x.tape is not tape:
-                    raise ValueError(
-                        f"{self.name}: a traced value from a finished trace was used again; "
-                        "do not keep Boxes from inside grad/vjp after it returns"
-                    )
+            if type(x) is Box and x.tape is tape:
                 raw[i] = x.value
                 parents.append((i, x.index))
-        # Boxes of outer tapes are still among `raw`: this call records on those too.
+            elif type(x) is Box and x.tape.level == tape.level:
+                raise ValueError(
+                    f"{self.name}: a traced value from a finished trace was used again; "
+                    "do not keep Boxes from inside grad/vjp after it returns"
+                )
+        # Boxes of outer tapes may remain among `raw` (or inside x.value): the call records
+        # on those tapes too, one level at a time.
         return tape.record(self, self(*raw, **kwargs), raw, kwargs, tuple(parents))
 
-    def vjp(self, argnum, g, ans, args, kwargs):
-        fn = self.vjps.get(argnum)
-        if fn is not None:
-            return fn(g, ans, *args, **kwargs)
-        if self.vjp_argnum is not None:
-            return self.vjp_argnum(argnum, g, ans, *args, **kwargs)
+    def _no_rule(self, argnums, *args, **kwargs):
+        self.missing(argnums[0])
+
+    def missing(self, argnum):
         raise NotImplementedError(
             f"the vjp of primitive '{self.name}' with respect to argument {argnum} is not "
             f"defined; add it with tinyad.defvjp({self.name}, ...) or pass the argument as a "
@@ -203,9 +179,30 @@ class Primitive:
         )
 
 
+def _top_tape(args):
+    """The highest-level (innermost) tape among the Box arguments, or None."""
+    tape = None
+    for x in args:
+        if type(x) is Box and (tape is None or x.tape.level > tape.level):
+            tape = x.tape
+    return tape
+
+
+def _lift_array_likes(args):
+    return [array_from_list(a) if type(a) is not Box and _holds_box(a) else a for a in args]
+
+
 def primitive(fun):
-    """Make `fun` (a function on raw arrays) a primitive that tinyad can trace."""
+    """Make `fun` (a function on raw arrays) a primitive that tinyad can trace.
+
+    >>> @tinyad.primitive
+    ... def softplus(x):
+    ...     return numpy.logaddexp(0.0, x)
+    """
     return Primitive(fun)
+
+
+# Three ways to give a primitive its vjps, all stored as one rule.
 
 
 def defvjp(prim, *vjps):
@@ -219,6 +216,37 @@ def defvjp(prim, *vjps):
         if fn is not None:
             _check_vjp_signature(prim, argnum, fn)
             prim.vjps[argnum] = fn
+
+    table = prim.vjps
+
+    def rule(argnums, g, ans, *args, **kwargs):
+        return [(table.get(n) or prim.missing(n))(g, ans, *args, **kwargs) for n in argnums]
+
+    prim.rule = rule
+
+
+def defvjp_argnum(prim, fn):
+    """One vjp for every argument: `fn(argnum, g, ans, *args, **kwargs)` (variadic primitives)."""
+
+    def rule(argnums, g, ans, *args, **kwargs):
+        return [fn(n, g, ans, *args, **kwargs) for n in argnums]
+
+    prim.rule = rule
+
+
+def defvjp_all(prim, fn):
+    """One call for all arguments: `fn(argnums, g, ans, *args, **kwargs)` returns a tuple of
+    cotangents, one per positional argument (those not in `argnums` may be None).
+
+    For primitives whose cotangents come out of one computation (the ODE adjoint);
+    `argnums` says which are needed, so work for the others can be skipped.
+    """
+
+    def rule(argnums, g, ans, *args, **kwargs):
+        every = fn(argnums, g, ans, *args, **kwargs)
+        return [every[n] for n in argnums]
+
+    prim.rule = rule
 
 
 def _check_vjp_signature(prim, argnum, fn):
@@ -242,58 +270,28 @@ def _check_vjp_signature(prim, argnum, fn):
         ) from None
 
 
-def defvjp_argnum(prim, fn):
-    """One vjp for every argument: `fn(argnum, g, ans, *args, **kwargs)` (variadic primitives)."""
-    prim.vjp_argnum = fn
-
-
-def defvjp_all(prim, fn):
-    """One call for all arguments: `fn(argnums, g, ans, *args, **kwargs)` returns a tuple of
-    cotangents, one per positional argument (those not in `argnums` may be None).
-
-    For primitives whose cotangents come out of one computation (the ODE adjoint);
-    `argnums` says which are needed, so work for the others can be skipped.
-    """
-    prim.vjp_all = fn
-
-
 def backward(tape, seeds):
-    """Walk `tape` once in reverse from `seeds`, {record index: cotangent of that output}.
+    """The chain rule, once over the tape in reverse, from `seeds` {record index: cotangent}.
 
-    Returns {record index: cotangent} for the tape's input records. Each
-    record's cotangent is dropped as soon as its vjps have used it.
+    Each record turns the cotangent g of its output into cotangents of its traced
+    inputs with its primitive's vjps, and adds them to theirs. Returns
+    {record index: cotangent} for the tape's input records. A record's cotangent
+    is dropped as soon as it has been pulled back.
     """
-    records = tape.records
-    cts = dict(seeds)
-    inputs = {}
+    cts, inputs = dict(seeds), {}
     for i in range(max(cts), -1, -1):
         g = cts.pop(i, None)
-        if g is None:
+        if g is None:  # this record does not reach the outputs
             continue
-        prim, ans, args, kwargs, parents = records[i]
-        if prim is None:
+        prim, ans, args, kwargs, parents = tape.records[i]
+        if prim is None:  # an input of the traced function
             inputs[i] = g
             continue
-        vjp_all = prim.vjp_all
-        if vjp_all is not None:
-            every = vjp_all(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
-        for argnum, parent in parents:
-            if vjp_all is not None:
-                ct = every[argnum]
-            else:  # prim.vjp, with its common case (a vjp per argument) inlined: a hot loop
-                fn = prim.vjps.get(argnum)
-                ct = fn(g, ans, *args, **kwargs) if fn else prim.vjp(argnum, g, ans, args, kwargs)
-            if ct is None:  # a vjp may say "zero" with None
-                continue
-            x = args[argnum]
-            try:  # fit_cotangent's common case inline (a hot loop): already the right array
-                fits = ct.shape == x.shape and ct.dtype == x.dtype
-            except AttributeError:  # a Python number
-                fits = False
-            if not fits:
-                ct = fit_cotangent(ct, x, prim.name, argnum)
-            prev = cts.get(parent)
-            cts[parent] = ct if prev is None else prev + ct
+        argnums = tuple(n for n, _ in parents)
+        for (n, parent), ct in zip(parents, prim.rule(argnums, g, ans, *args, **kwargs)):
+            if ct is not None:  # None: a zero cotangent
+                ct = fit_cotangent(ct, args[n], prim.name, n)
+                cts[parent] = cts[parent] + ct if parent in cts else ct
     return inputs
 
 

@@ -5,8 +5,9 @@ tape, then pull cotangents back through that tape with `core.backward`.
 Inputs and outputs may be pytrees (nested tuples, lists and dicts of arrays).
 """
 
+from . import core, fastpath  # noqa: F401  (fastpath installs the flat hot loops)
 from .backend import array_module
-from .core import Tape, backward, getval, isbox
+from .core import Tape, getval, isbox
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = [
@@ -112,7 +113,7 @@ def vjp(fun, *args):
         for y, t, ct in zip(out_leaves, on_tape, _cotangent_leaves(g, out_def, ans_leaves)):
             if t:
                 seeds[y.index] = ct if y.index not in seeds else seeds[y.index] + ct
-        cts = backward(tape, seeds) if seeds else {}
+        cts = core.backward(tape, seeds) if seeds else {}
         result = []
         for treedef, boxes in inputs:
             parts = []

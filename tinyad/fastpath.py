@@ -1,0 +1,86 @@
+"""Flat copies of the two hot loops of tinyad/core.py, for speed. Read core.py instead.
+
+`core.Primitive.__call__` (record one call on the tape) and `core.backward`
+(the chain rule over the tape) are written to be read. Every traced
+operation runs the first and every gradient the second, so their Python
+overhead is most of the cost of small arrays (tests/bench B1). The versions
+here do the same work with the common cases written out flat:
+
+- a call whose Box arguments are all on one tape records there directly
+  (anything else, nested tapes or array-likes, goes to core's version);
+- the backward pass calls a per-argument vjp straight from the primitive's
+  table and checks the common cotangent (right shape and dtype) inline.
+
+They are installed when tinyad is imported, unless TINYAD_PLAIN=1 is set in
+the environment, which runs core's versions. tests/test_fastpath.py checks
+that both give the same tapes and the same gradients.
+"""
+
+import os
+
+from . import core
+from .core import Box, fit_cotangent
+
+PLAIN = os.environ.get("TINYAD_PLAIN") == "1"
+plain_call = core.Primitive.__call__
+plain_backward = core.backward
+
+
+def primitive_call(self, *args, **kwargs):
+    """core.Primitive.__call__ for the common case: every Box argument on one tape."""
+    tape = None
+    for x in args:
+        if type(x) is Box:
+            if tape is None:
+                tape = x.tape
+            elif x.tape is not tape:
+                return plain_call(self, *args, **kwargs)  # Boxes of several tapes
+        elif type(x) is list or type(x) is tuple:
+            return plain_call(self, *args, **kwargs)  # maybe an array-like holding Boxes
+    if tape is None:
+        return self.fun(*args, **kwargs)
+    raw, parents, nested = list(args), [], False
+    for i, x in enumerate(args):
+        if type(x) is Box:
+            raw[i] = x.value
+            parents.append((i, x.index))
+            nested = nested or type(x.value) is Box
+    ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
+    return tape.record(self, ans, raw, kwargs, tuple(parents))
+
+
+def backward(tape, seeds):
+    """core.backward with the per-argument vjp and the cotangent check inlined."""
+    records = tape.records
+    cts, inputs = dict(seeds), {}
+    for i in range(max(cts), -1, -1):
+        g = cts.pop(i, None)
+        if g is None:
+            continue
+        prim, ans, args, kwargs, parents = records[i]
+        if prim is None:
+            inputs[i] = g
+            continue
+        fn = prim.vjps.get(parents[0][0]) if len(parents) == 1 else None
+        if fn is not None:  # one traced argument, with a vjp in the table
+            cot = (fn(g, ans, *args, **kwargs),)
+        else:
+            cot = prim.rule(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
+        for (n, parent), ct in zip(parents, cot):
+            if ct is None:
+                continue
+            x = args[n]
+            try:
+                fits = ct.shape == x.shape and ct.dtype == x.dtype
+            except AttributeError:
+                fits = False
+            if not fits:
+                ct = fit_cotangent(ct, x, prim.name, n)
+            prev = cts.get(parent)
+            cts[parent] = ct if prev is None else prev + ct
+    return inputs
+
+
+if not PLAIN:
+    core.Primitive.__call__ = primitive_call
+    core.backward = backward
