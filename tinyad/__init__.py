@@ -10,6 +10,7 @@ tinyad.grad(f)(W, y)           # (cos(W y)) ⊗ y, without building a Jacobian
 from . import nn, numpy, optim
 from .checks import check_grads, numerical_grad
 from .core import Box, defvjp, defvjp_all, defvjp_argnum, getval, isbox, primitive
+from .flat import flatten
 from .transforms import (
     elementwise_grad,
     grad,
@@ -21,7 +22,7 @@ from .transforms import (
     value_and_grad,
     vjp,
 )
-from .tree import flatten, tree_flatten, tree_map, tree_unflatten
+from .tree import tree_flatten, tree_map, tree_unflatten
 
 __all__ = [
     "grad",

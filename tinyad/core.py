@@ -23,6 +23,7 @@ the Box's operators.
 
 import inspect
 
+from . import tape_view
 from .backend import array_module
 
 __all__ = ["Box", "Tape", "primitive", "defvjp", "defvjp_argnum", "defvjp_all", "getval", "isbox"]
@@ -51,23 +52,17 @@ class Tape:
 
     # Printing, plotting and the memory count live in tinyad/tape_view.py.
     def __str__(self):
-        from .tape_view import format_tape
-
-        return format_tape(self)
+        return tape_view.format_tape(self)
 
     __repr__ = __str__
 
     def plot(self, ax=None):
         """Draw the graph with matplotlib; returns the Axes."""
-        from .tape_view import plot_tape
-
-        return plot_tape(self, ax)
+        return tape_view.plot_tape(self, ax)
 
     def nbytes(self):
         """Bytes the tape keeps alive for the backward pass (each array once)."""
-        from .tape_view import kept_bytes
-
-        return kept_bytes(self)
+        return tape_view.kept_bytes(self)
 
 
 class Box:

@@ -6,7 +6,7 @@ flattened to one vector (tinyad.flatten), so each update is a few vector ops.
 """
 
 from . import numpy as np
-from .tree import flatten
+from .flat import flatten
 
 __all__ = ["sgd", "adam"]
 

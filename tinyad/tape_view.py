@@ -1,6 +1,16 @@
 """Reading a tape: one line per record, the bytes it keeps, and a drawing of the graph."""
 
-from .core import getval
+
+def getval(x):
+    """The raw value of a record's entry (one held for an outer tape is a Box: unwrap it).
+
+    Written here rather than imported from core.py, which imports this module's
+    functions for Tape's printing: the two modules stay free of an import cycle.
+    """
+    while hasattr(x, "tape") and hasattr(x, "value"):
+        x = x.value
+    return x
+
 
 __all__ = ["format_tape", "kept_bytes", "plot_tape"]
 

@@ -1,6 +1,6 @@
-"""Pytrees: nested dicts, lists and tuples of arrays, and `flatten` to one vector."""
+"""Pytrees: nested dicts, lists and tuples of arrays (`tinyad.flatten` is in flat.py)."""
 
-__all__ = ["tree_flatten", "tree_unflatten", "tree_map", "flatten"]
+__all__ = ["tree_flatten", "tree_unflatten", "tree_map"]
 
 
 # The recursive helpers are module-level functions, not closures: a closure that calls
@@ -46,30 +46,3 @@ def tree_map(fun, tree, *rest):
     leaves, treedef = tree_flatten(tree)
     others = [tree_flatten(r)[0] for r in rest]
     return tree_unflatten(treedef, [fun(*xs) for xs in zip(leaves, *others)])
-
-
-def flatten(tree):
-    """`(vector, unflatten)`: every leaf raveled into one 1-D array, and the inverse.
-
-    Both directions are differentiable (built from tinyad.numpy primitives), so a
-    pytree of parameters can be packed into one state vector inside a traced
-    function, as the adjoint method does with θ.
-    """
-    from . import numpy as np
-
-    leaves, treedef = tree_flatten(tree)
-    shapes = [np.shape(leaf) for leaf in leaves]
-    sizes = [int(np.size(leaf)) for leaf in leaves]
-    if leaves:
-        vector = np.concatenate([np.ravel(leaf) for leaf in leaves])
-    else:
-        vector = np.zeros(0)
-
-    def unflatten(vector):
-        parts, start = [], 0
-        for shape, size in zip(shapes, sizes):
-            parts.append(np.reshape(vector[start : start + size], shape))
-            start += size
-        return tree_unflatten(treedef, parts)
-
-    return vector, unflatten
