@@ -13,20 +13,24 @@ def check(fun, *args, **kwargs):
     check_jvp(fun, *args, argnum=kwargs.get("argnum"))
 
 
-def _is_float_array(x):
-    return (
-        getattr(numpy.asarray(x), "dtype", None) is not None and numpy.asarray(x).dtype.kind == "f"
-    )
+def _is_float_tree(x):
+    leaves = tinyad.tree_flatten(x)[0]
+    return bool(leaves) and all(numpy.asarray(v).dtype.kind == "f" for v in leaves)
+
+
+def _tree_map(fun, *trees):
+    return tinyad.tree_map(fun, *trees)
 
 
 def check_jvp(fun, *args, argnum=None, eps=1e-6, rtol=1e-5, atol=1e-7):
     """jvp along a random tangent of every float argument (or those in argnum)."""
     rng = numpy.random.default_rng(1)
     if argnum is None:
-        nums = [n for n, a in enumerate(args) if _is_float_array(a)]
+        nums = [n for n, a in enumerate(args) if _is_float_tree(a)]
     else:
         nums = [argnum] if isinstance(argnum, int) else list(argnum)
-    args = [numpy.asarray(a, numpy.float64) if n in nums else a for n, a in enumerate(args)]
+    as64 = lambda a: _tree_map(lambda v: numpy.asarray(v, numpy.float64), a)
+    args = [as64(a) if n in nums else a for n, a in enumerate(args)]
 
     def sub(*chosen):
         full = list(args)
@@ -35,18 +39,20 @@ def check_jvp(fun, *args, argnum=None, eps=1e-6, rtol=1e-5, atol=1e-7):
         return fun(*full)
 
     primals = tuple(args[n] for n in nums)
-    tangents = tuple(rng.standard_normal(numpy.shape(x)) for x in primals)
+    tangents = tuple(_tree_map(lambda v: rng.standard_normal(numpy.shape(v)), x) for x in primals)
     out, t_out = tinyad.jvp(sub, primals, tangents)
-    plus = sub(*[x + eps * v for x, v in zip(primals, tangents)])
-    minus = sub(*[x - eps * v for x, v in zip(primals, tangents)])
-    numeric = (numpy.asarray(plus) - numpy.asarray(minus)) / (2 * eps)
+    shifted = lambda s: tuple(
+        _tree_map(lambda v, t: v + s * t, x, d) for x, d in zip(primals, tangents)
+    )
+    numeric = (numpy.asarray(sub(*shifted(eps))) - numpy.asarray(sub(*shifted(-eps)))) / (2 * eps)
     assert numpy.shape(t_out) == numpy.shape(out)
     numpy.testing.assert_allclose(
         t_out, numeric, rtol=rtol, atol=atol, err_msg="jvp vs finite differences"
     )
     u = rng.standard_normal(numpy.shape(out))
     cts = tinyad.vjp(sub, *primals)[1](u)
-    reverse = sum(numpy.sum(c * v) for c, v in zip(cts, tangents))
+    pairs = zip(tinyad.tree_flatten(cts)[0], tinyad.tree_flatten(tangents)[0])
+    reverse = sum(numpy.sum(c * v) for c, v in pairs)
     assert numpy.sum(u * t_out) == pytest.approx(reverse, rel=1e-9, abs=1e-12)
 
 
