@@ -24,6 +24,7 @@ WORKLOADS = {
     "B4": "b4_solvers",
     "B5": "b5_memory",
     "B6": "b6_floor",
+    "B7": "b7_forward",
 }
 
 
