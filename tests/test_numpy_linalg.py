@@ -159,6 +159,11 @@ NORMS = [
     ((2, 3), {"ord": -1}),
     ((2, 3), {"ord": numpy.inf}),
     ((2, 3), {"ord": -numpy.inf}),
+    ((2, 3), {"ord": 2}),
+    ((3, 2), {"ord": -2}),
+    ((2, 3), {"ord": "nuc"}),
+    ((2, 3, 4), {"ord": 2, "axis": (2, 0)}),
+    ((2, 3, 4), {"ord": "nuc", "axis": (1, 2), "keepdims": True}),
     ((2, 3), {"axis": 0}),
     ((2, 3), {"axis": 1, "keepdims": True}),
     ((2, 3), {"axis": -1, "ord": 1}),
@@ -192,11 +197,14 @@ def test_norm_gradient_at_zero_is_zero_not_nan():
     assert numpy.all(numpy.isfinite(h))
 
 
-def test_norm_inf_splits_ties_and_spectral_norm_says_why_not():
+def test_norm_inf_splits_ties_and_spectral_norm_is_u1_v1():
     g = tinyad.grad(lambda x: np.linalg.norm(x, numpy.inf))(numpy.array([1.0, -3.0, 3.0]))
     assert numpy.array_equal(g, [0.0, -0.5, 0.5])
-    with pytest.raises(NotImplementedError, match="SVD"):
-        tinyad.grad(lambda x: np.linalg.norm(x, 2))(numpy.eye(2))
+    X = numpy.array([[3.0, 1.0], [0.0, 2.0]])
+    u, s, vh = numpy.linalg.svd(X)
+    g = tinyad.grad(lambda x: np.linalg.norm(x, 2))(X)
+    numpy.testing.assert_allclose(g, numpy.outer(u[:, 0], vh[0]), rtol=1e-12)
+    numpy.testing.assert_allclose(tinyad.grad(lambda x: np.linalg.norm(x, "nuc"))(X), u @ vh)
 
 
 def test_linalg_refuses_what_it_does_not_provide():

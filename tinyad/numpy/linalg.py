@@ -32,6 +32,7 @@ from .ops import (
     absolute,
     expand_dims,
     matmul,
+    moveaxis,
     sign,
     squeeze,
     where,
@@ -120,14 +121,13 @@ def slogdet(a):
 
 @primitive
 def norm(x, ord=None, axis=None, keepdims=False):
-    """numpy.linalg.norm, differentiable for every vector ord and the matrix ords None, 'fro',
-    1, -1, inf, -inf.
+    """numpy.linalg.norm, differentiable for every vector ord and every matrix ord.
 
     Conventions at the non-smooth points: the gradient of a norm at x = 0 is 0
     (never NaN); for ord=±inf (vectors) and the matrix ords 1, -1, inf, -inf,
     entries tied for the maximum (minimum) share the gradient evenly. The
-    spectral and nuclear matrix norms (ord=2, -2, 'nuc') would need the vjp of
-    an SVD, which tinyad does not have.
+    spectral and nuclear matrix norms (ord=2, -2, 'nuc') differentiate through
+    `svd`, so they need distinct singular values (and nonzero ones for 'nuc').
     """
     return onp.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims)
 
@@ -173,10 +173,16 @@ def _norm_vjp(g, ans, x, ord=None, axis=None, keepdims=False):
         sums = onp.sum(onp.abs(getval(x)), axis=along, keepdims=True)
         hit = sums == getval(ans)
         return g * sign(x) * _weights(hit, across, _dtype(g))
-    raise NotImplementedError(
-        f"tinyad.numpy.linalg.norm: the gradient of the matrix norm ord={ord!r} needs the vjp "
-        "of an SVD, which tinyad does not have; use ord='fro', 1 or inf"
-    )
+    # ord 2, -2, 'nuc': the largest, smallest, or sum of the singular values σ_i of X = U Σ Vᵀ;
+    # ∂σ_i/∂X = u_i v_iᵀ (distinct singular values, as svd's vjp assumes).
+    rows, cols = axes
+    u, s, vh = svd(moveaxis(x, (rows, cols), (-2, -1)), full_matrices=False)
+    if ord == "nuc":
+        d = u @ vh
+    else:
+        k = 0 if ord == 2 else _shape(s)[-1] - 1
+        d = u[..., :, k : k + 1] @ vh[..., k : k + 1, :]
+    return g * moveaxis(d, (-2, -1), (rows, cols))
 
 
 defvjp(norm, _norm_vjp)
