@@ -27,15 +27,14 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, mem
     steps = memo["steps"]
     tab = TABLEAUS[opts.method]
     stats = Stats()
-    t0 = float(np.ravel(tinyad.getval(t))[0])
     shape = np.shape(y0)
 
     def replay(y, t, *leaves, step):
         """One recorded step: returns [y_{n+1}, outputs inside the step] as one flat vector."""
         stepper = Stepper(func, argdef.rebuild(leaves), tab, stats)
         stepper.t_raw = None  # t is traced here, so take_step reads times from it
-        k1 = stepper.f(y, _time(t, True, step.tn, t0))
-        y1, _, outs = take_step(stepper, t, True, t0, y, k1, step)
+        k1 = stepper.f(y, _time(t, True, step.start, step.tn))
+        y1, _, outs = take_step(stepper, t, True, y, k1, step)
         return np.concatenate([np.ravel(v) for v in [y1, *outs]])
 
     states = [step.y for step in steps]

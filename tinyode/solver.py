@@ -233,31 +233,50 @@ def _check_finite(k, t, stats):
         )
 
 
-def _time(ts, traced, tn, t0):
-    """The time tn as the solver's `t`: a float, or ts[0] + (tn − t0) when ts is traced."""
+def _time(ts, traced, where, raw):
+    """A time of the solve as the solver's `t`: the host float `raw`, or, when ts is traced,
+    the expression ts[i] + offset (where = (i, offset)) whose value it is.
+
+    Every time the solver visits is an output time ts[i] (offset 0), a point of the fixed
+    grid t0 + n·step_size, i.e. (0, n·step_size), or an adaptive step's start (0, tn − t0):
+    so the tape differentiates where each time comes from, no more and no less.
+    """
     if not traced:
-        return tn
-    return ts[0] if tn == t0 else ts[0] + (tn - t0)
+        return raw
+    i, offset = where
+    return ts[i] if offset == 0 else ts[i] + offset
 
 
 class Step:
     """One accepted step, enough to replay it: start time, size, the output it lands on,
-    the outputs it interpolates, and (for checkpointing) its starting state."""
+    the outputs it interpolates, (for checkpointing) its starting state, and where its ends
+    come from: `start` = (i, offset), the start is ts[i] + offset; `stop`, the same for its
+    end, or None when the end moves with the start (h is then the constant `hs`)."""
 
-    __slots__ = ("tn", "hs", "land", "outs", "y")
+    __slots__ = ("tn", "hs", "land", "outs", "y", "start", "stop")
 
-    def __init__(self, tn, hs, land, outs, y):
+    def __init__(self, tn, hs, land, outs, y, start, stop):
         self.tn, self.hs, self.land, self.outs, self.y = tn, hs, land, outs, y
+        self.start, self.stop = start, stop
 
 
-def take_step(stepper, ts, traced, t0, y, k1, step):
-    """Advance one planned step; returns (y1, ks, outputs for step.outs).
+def step_span(ts, traced, step):
+    """(t, h): the step's start time and size as the solver's t and h.
 
-    When the step lands on output time ts[land] and ts is traced, h = ts[land] − t,
-    so the gradient with respect to that output time flows through the step.
+    With a traced ts, h = (end) − t whenever the two ends hang on different times: a step
+    landing on ts[i] has h = ts[i] − t, the step leaving ts[i] for the grid point
+    t0 + m·step_size has h = ts[0] + m·step_size − ts[i]. So moving ts[0] moves the whole
+    grid, and moving an interior ts[i] moves the step that lands on it and the step after.
     """
-    t = _time(ts, traced, step.tn, t0)
-    h = ts[step.land] - t if (traced and step.land is not None) else step.hs
+    t = _time(ts, traced, step.start, step.tn)
+    if not traced or step.stop is None or step.stop[0] == step.start[0]:
+        return t, step.hs
+    return t, _time(ts, traced, step.stop, None) - t
+
+
+def take_step(stepper, ts, traced, y, k1, step):
+    """Advance one planned step; returns (y1, ks, outputs for step.outs)."""
+    t, h = step_span(ts, traced, step)
     y1, ks = stepper.step(t, y, h, k1)
     return y1, ks, interpolate(stepper, ts, traced, t, y, h, ks, step.outs)
 
@@ -325,7 +344,7 @@ def integrate(
     t_raw = stepper.t_raw = [float(v) for v in getval(ts).tolist()]
     traced, t0, t_end = isbox(ts), t_raw[0], t_raw[-1]
     direction = 1.0 if t_end >= t0 else -1.0
-    k1 = stepper.f(y0, _time(ts, traced, t0, t0))
+    k1 = stepper.f(y0, _time(ts, traced, (0, 0.0), t0))
     _check_shape(k1, y0)
     _check_finite(k1, t0, stats)
     if not (traced or isbox(y0) or isbox(k1) or any(map(isbox, tree_flatten(args)[0]))):
@@ -348,28 +367,31 @@ def integrate(
     if tab.b_err is None or step_size is not None:
         # Fixed steps on the grid t0 + n·step_size, landing exactly on each ts[i]
         # (an adaptive method given a step_size steps like this too, without error control).
-        y, tn, n = y0, t0, 0
+        # `at` says where the current time comes from: (0, n·step_size) on the grid, (i, 0.0)
+        # on the output time ts[i] (see _time).
+        y, tn, n, at = y0, t0, 0, (0, 0.0)
         for i in range(1, len(t_raw)):
             while (t_raw[i] - tn) * direction > 0:
                 _check_budget(stats, max_steps, tn)
-                nxt = t_raw[i]
+                nxt, end = t_raw[i], (i, 0.0)
                 if step_size is not None:
-                    grid = t0 + direction * (n + 1) * step_size
-                    gap = (grid - t_raw[i]) * direction
+                    offset = direction * (n + 1) * step_size
+                    gap = (t0 + offset - t_raw[i]) * direction
                     if gap < -1e-12 * step_size:
-                        nxt, n = grid, n + 1
+                        nxt, end, n = t0 + offset, (0, offset), n + 1
                     elif gap <= 1e-12 * step_size:
                         n += 1  # the grid point is the output time
-                step = Step(tn, nxt - tn, i if nxt == t_raw[i] else None, (), None)
+                land = i if end[0] == i else None
+                step = Step(tn, nxt - tn, land, (), None, start=at, stop=end)
                 if tn != t0:
-                    k1 = stepper.f(y, _time(ts, traced, tn, t0))
-                y1, _, outs = take_step(stepper, ts, traced, t0, y, k1, step)
+                    k1 = stepper.f(y, _time(ts, traced, at, tn))
+                y1, _, outs = take_step(stepper, ts, traced, y, k1, step)
                 accept(step, y, y1, outs)
                 y = y1
                 # The one host value of a fixed step (no error estimate to catch NaN); a
                 # non-finite k1 makes y1 non-finite, so this check covers it too.
                 _check_finite(y, tn, stats)
-                tn = nxt
+                tn, at = nxt, end
         return ys
 
     y, tn, i_out = y0, t0, 1
@@ -401,8 +423,12 @@ def integrate(
         if last:  # the final step lands exactly on the last output time
             hs = t_end - tn
         # A trial step; only its raw error estimate decides (traced values are not read).
-        t = _time(ts, traced, tn, t0)
-        h_try = ts[-1] - t if (traced and last) else hs
+        # The step's start hangs on ts[0]; the last one's end on the last output time.
+        end = len(t_raw) - 1 if last else None
+        step = Step(
+            tn, hs, end, [], None, start=(0, tn - t0), stop=None if end is None else (end, 0.0)
+        )
+        t, h_try = step_span(ts, traced, step)
         y1, ks = stepper.step(t, y, h_try, k1)
         err = stepper.error(hs, ks)
         # The one host value per step (two for dopri8): every decision below is made on it.
@@ -419,19 +445,22 @@ def integrate(
             h = abs(hs) * (0.2 if nonfinite else min(1.0, max(0.2, 0.9 * ratio**-alpha)))
             rejected_last = True
             continue
-        outs = []  # the output times inside (tn, tn + hs]; the last one is landed on
+        outs = step.outs  # the output times inside (tn, tn + hs]; the last one is landed on
         while i_out < len(t_raw) - last and (t_raw[i_out] - (tn + hs)) * direction <= 0:
             outs.append(i_out)
             i_out += 1
         if last:
             i_out = len(t_raw)
-        step = Step(tn, hs, len(t_raw) - 1 if last else None, outs, None)
         # Interpolate with the stages just computed (no re-evaluation).
         accept(step, y, y1, interpolate(stepper, ts, traced, t, y, h_try, ks, outs))
         tn = t_end if last else tn + hs
         y = y1
         # k1 is checked for NaN only if the next error ratio is not finite (no sync here).
-        k1 = stepper.last_stage(ks) if tab.fsal else stepper.f(y1, _time(ts, traced, tn, t0))
+        k1 = (
+            stepper.last_stage(ks)
+            if tab.fsal
+            else stepper.f(y1, _time(ts, traced, (0, tn - t0), tn))
+        )
         factor = 0.9 * max(ratio, 1e-10) ** -alpha * prev_ratio**beta
         h = abs(hs) * min(1.0 if rejected_last else 10.0, max(0.2, factor))
         prev_ratio, rejected_last = max(ratio, 1e-4), False
