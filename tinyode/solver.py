@@ -115,6 +115,9 @@ class Stepper:
         if len(ks) < len(tab.c) + len(tab.dense_c):
             for c, row in zip(tab.dense_c, tab.dense_a):
                 ks.append(self.f(_combine(y, h, row, ks), t + c * h))
+        # B_i(θ) in float64 (host floats, or θ's own precision when θ is traced), multiplied
+        # into k_i in y's: dopri8's power-form coefficients reach 545 and cancel in the sum,
+        # so weights summed in float32 would lose ~545 ulps of the interpolant.
         weights = [sum(p * theta ** (j + 1) for j, p in enumerate(row)) for row in tab.dense_p]
         return _combine(y, h, weights, ks)
 
@@ -151,7 +154,8 @@ class BufferedStepper(Stepper):
         self.A, self.b = as_xp(A), as_xp(tableau.b)
         self.b_err = as_xp(tableau.b_err) if tableau.b_err is not None else None
         self.b_err3 = as_xp(tableau.b_err3) if tableau.b_err3 is not None else None
-        self.P = as_xp(tableau.dense_p) if tableau.dense_p is not None else None
+        # The dense-output coefficients stay float64 on the host: see dense().
+        self.P = numpy.asarray(tableau.dense_p, dtype=float) if tableau.dense_p else None
         self.K = xp.empty((s_all,) + y0.shape, dtype=y0.dtype)
         self.rows = self.K.reshape(s_all, -1)  # a view: K[i] and rows[i] share memory
         self.s, self.shape, self.dense_ready = s, y0.shape, False
@@ -181,8 +185,11 @@ class BufferedStepper(Stepper):
                     self._combine(y, h, self.A[s + j, : s + j], s + j), t + c * h
                 )
             self.dense_ready = True
-        powers = [theta ** (j + 1) for j in range(len(tab.dense_p[0]))]
-        weights = self.P @ array_module(self.P).asarray(powers, dtype=self.P.dtype)
+        # B_i(θ) = Σ_j P_ij θ^(j+1) in float64 on the host (θ is a host float here), cast once
+        # to y's dtype and copied to its device: dopri8's P_ij reach 545 and cancel in the sum,
+        # which in float32 cost ~545 ulps of the interpolant (tsit5's reach 88).
+        weights = self.P @ theta ** numpy.arange(1, self.P.shape[1] + 1)
+        weights = array_module(self.K).asarray(weights, dtype=self.K.dtype)
         return self._combine(y, h, weights, len(weights))
 
     def error(self, h, ks):
