@@ -108,9 +108,16 @@ array_from_list = None
 
 
 def _holds_box(x):
+    """Whether x is a Box, or a (nested) list or tuple holding one."""
     if type(x) is Box:
         return True
-    return (type(x) is list or type(x) is tuple) and any(_holds_box(item) for item in x)
+    if type(x) is list or type(x) is tuple:
+        for item in x:
+            if type(item) is Box or (
+                (type(item) is list or type(item) is tuple) and _holds_box(item)
+            ):
+                return True
+    return False
 
 
 def getval(x):

@@ -19,7 +19,7 @@ that both give the same tapes and the same gradients.
 import os
 
 from . import core
-from .core import Box, fit_cotangent
+from .core import Box, _holds_box, fit_cotangent
 
 PLAIN = os.environ.get("TINYAD_PLAIN") == "1"
 plain_call = core.Primitive.__call__
@@ -35,8 +35,8 @@ def primitive_call(self, *args, **kwargs):
                 tape = x.tape
             elif x.tape is not tape:
                 return plain_call(self, *args, **kwargs)  # Boxes of several tapes
-        elif type(x) is list or type(x) is tuple:
-            return plain_call(self, *args, **kwargs)  # maybe an array-like holding Boxes
+        elif (type(x) is list or type(x) is tuple) and _holds_box(x):
+            return plain_call(self, *args, **kwargs)  # an array-like holding Boxes
     if tape is None:
         return self.fun(*args, **kwargs)
     raw, parents, nested = list(args), [], False
@@ -50,7 +50,8 @@ def primitive_call(self, *args, **kwargs):
 
 
 def backward(tape, seeds):
-    """core.backward with the per-argument vjp and the cotangent check inlined."""
+    """core.backward with the per-argument vjps called from the table and the cotangent check
+    inlined."""
     records = tape.records
     cts, inputs = dict(seeds), {}
     for i in range(max(cts), -1, -1):
@@ -61,12 +62,14 @@ def backward(tape, seeds):
         if prim is None:
             inputs[i] = g
             continue
-        fn = prim.vjps.get(parents[0][0]) if len(parents) == 1 else None
-        if fn is not None:  # one traced argument, with a vjp in the table
-            cot = (fn(g, ans, *args, **kwargs),)
-        else:
-            cot = prim.rule(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
-        for (n, parent), ct in zip(parents, cot):
+        table = prim.vjps
+        every = None if table else prim.rule(tuple(n for n, _ in parents), g, ans, *args, **kwargs)
+        for k, (n, parent) in enumerate(parents):
+            if every is not None:
+                ct = every[k]
+            else:  # a vjp per argument, straight from the table
+                fn = table.get(n)
+                ct = fn(g, ans, *args, **kwargs) if fn is not None else prim.missing(n)
             if ct is None:
                 continue
             x = args[n]
