@@ -79,7 +79,7 @@ class Box:
         return f"Box({self.value!r}, level={self.tape.level})"
 
     def __bool__(self):
-        return bool(self.value)
+        return bool(read_value(self))
 
     def __len__(self):
         return len(self.value)
@@ -118,6 +118,19 @@ def _holds_box(x):
             ):
                 return True
     return False
+
+
+# How many times a traced value was read as a number that steers the computation: bool(x),
+# a comparison, an index, argmax... A tape recorded with such a read is only valid for the
+# values it was recorded at, so tinyad/replay.py replays only tapes recorded without one.
+value_reads = [0]
+
+
+def read_value(x):
+    """The raw value of x, read as a number that steers what is computed (counted)."""
+    if type(x) is Box:
+        value_reads[0] += 1
+    return getval(x)
 
 
 def getval(x):

@@ -161,20 +161,26 @@ linspace = _np.linspace
 logspace = _np.logspace
 
 
-def _passthrough(fun):
-    """numpy's `fun` with every Box argument unboxed: for results that carry no gradient."""
+def _passthrough(fun, reads_values=True):
+    """numpy's `fun` with every Box argument unboxed: for results that carry no gradient.
+
+    With `reads_values`, the result depends on the traced numbers (argmax, isnan, ...),
+    which the core counts (a tape recorded so is valid only at those numbers); shape,
+    size and the *_like functions read only the shape and dtype.
+    """
+    read = _core.read_value if reads_values else getval
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
-        return fun(*[getval(a) for a in args], **{k: getval(v) for k, v in kwargs.items()})
+        return fun(*[read(a) for a in args], **{k: read(v) for k, v in kwargs.items()})
 
     return call
 
 
 # *_like read only the shape and dtype of their first argument.
-zeros_like = _passthrough(_np.zeros_like)
-ones_like = _passthrough(_np.ones_like)
-empty_like = _passthrough(_np.empty_like)
+zeros_like = _passthrough(_np.zeros_like, reads_values=False)
+ones_like = _passthrough(_np.ones_like, reads_values=False)
+empty_like = _passthrough(_np.empty_like, reads_values=False)
 
 
 def full(shape, fill_value, dtype=None):
@@ -220,10 +226,10 @@ logical_and = _passthrough(_np.logical_and)
 logical_or = _passthrough(_np.logical_or)
 logical_not = _passthrough(_np.logical_not)
 logical_xor = _passthrough(_np.logical_xor)
-shape = _passthrough(_np.shape)
-ndim = _passthrough(_np.ndim)
-size = _passthrough(_np.size)
-result_type = _passthrough(_np.result_type)
+shape = _passthrough(_np.shape, reads_values=False)
+ndim = _passthrough(_np.ndim, reads_values=False)
+size = _passthrough(_np.size, reads_values=False)
+result_type = _passthrough(_np.result_type, reads_values=False)
 issubdtype = _np.issubdtype
 broadcast_shapes = _np.broadcast_shapes
 unravel_index = _np.unravel_index

@@ -14,7 +14,7 @@ import importlib
 
 import numpy as onp
 
-from ..core import Box, getval
+from ..core import Box, read_value
 from . import ops
 
 __all__ = ["ArrayMethods"]
@@ -23,8 +23,8 @@ __all__ = ["ArrayMethods"]
 def _raw_index(index):
     """An index with any Box in it unboxed: indices are constants, never traced."""
     if isinstance(index, tuple):
-        return tuple(getval(i) for i in index)
-    return getval(index)
+        return tuple(read_value(i) for i in index)
+    return read_value(index)
 
 
 def _shape_arg(shape):
@@ -133,22 +133,22 @@ class ArrayMethods:
 
     # ---- comparisons: raw boolean arrays of the values (no gradient)
     def __lt__(self, other):
-        return getval(self) < getval(other)
+        return read_value(self) < read_value(other)
 
     def __le__(self, other):
-        return getval(self) <= getval(other)
+        return read_value(self) <= read_value(other)
 
     def __gt__(self, other):
-        return getval(self) > getval(other)
+        return read_value(self) > read_value(other)
 
     def __ge__(self, other):
-        return getval(self) >= getval(other)
+        return read_value(self) >= read_value(other)
 
     def __eq__(self, other):
-        return getval(self) == getval(other)
+        return read_value(self) == read_value(other)
 
     def __ne__(self, other):
-        return getval(self) != getval(other)
+        return read_value(self) != read_value(other)
 
     __hash__ = object.__hash__  # a Box is its own identity, like any traced node
 
@@ -241,7 +241,7 @@ class ArrayMethods:
             if prim is not None:
                 return prim(*inputs)
             if ufunc in _COMPARISON_UFUNCS:
-                return ufunc(*[getval(x) for x in inputs])
+                return ufunc(*[read_value(x) for x in inputs])
         if method != "__call__":  # e.g. numpy.add.reduce
             raise _untraceable("numpy", f"{ufunc.__name__}.{method}")
         raise _untraceable("numpy", ufunc.__name__)
