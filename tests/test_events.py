@@ -1,0 +1,312 @@
+"""tinyode.odeint_event: where the event is, which one it is, and its gradients.
+
+The bouncing ball (height h, velocity v, gravity g: h' = v, v' = −g, event h = 0)
+has closed forms: with s = √(v0² + 2 g h0),
+
+    t* = (v0 + s) / g,   ∂t*/∂h0 = 1/s,   ∂t*/∂v0 = (1 + v0/s)/g,
+    ∂t*/∂g = h0/(g s) − (v0 + s)/g²,      v* = −s,
+    ∂v*/∂h0 = −g/s,      ∂v*/∂v0 = −v0/s,  ∂v*/∂g = −h0/s,
+
+and every method but euler integrates it exactly (its solution is a quadratic), so
+the gradients are checked against these to rounding. The nonlinear problems are
+checked against central differences.
+"""
+
+import math
+
+import numpy as onp
+import pytest
+
+import tinyad
+import tinyad.numpy as np
+from tinyode import METHODS, SolverError
+from tinyode.errors import NoEventError
+from tinyode.events import illinois, odeint_event
+
+GRADIENTS = ("adjoint", "backprop", "checkpoint")
+H0, V0, G = 10.0, 2.0, 9.81
+S = math.sqrt(V0**2 + 2 * G * H0)
+
+
+def ball(y, t, g):
+    return np.stack([y[1], -g])
+
+
+def height(y, t, g):
+    return y[0]
+
+
+def ball_event(h0, v0, g, **kwargs):
+    return odeint_event(ball, np.stack([h0, v0]), 0.0, height, g, direction=-1, **kwargs)
+
+
+# --- where: the closed forms --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", [m for m in METHODS if m != "euler"])
+def test_ball_impact_time_and_speed(method):
+    t_event, y_event = ball_event(H0, V0, G, method=method)
+    assert abs(t_event - (V0 + S) / G) <= 1e-12 * (V0 + S) / G
+    assert y_event[1] == pytest.approx(-S, rel=1e-12)
+    assert abs(y_event[0]) <= 1e-11  # h at the impact: zero, to the located time
+
+
+def test_euler_converges_to_the_impact_time():
+    # euler is first order, so its error in t* shrinks about 10× when rtol does
+    errors = [
+        abs(ball_event(H0, V0, G, method="euler", rtol=r)[0] - (V0 + S) / G) for r in (1e-2, 1e-3)
+    ]
+    assert errors[1] < errors[0] / 5
+
+
+def test_backwards_in_time():
+    # t_max < t0: the ball's past; it left the ground at the negative root (v0 − s)/g
+    t_event, y_event = odeint_event(ball, onp.array([H0, V0]), 0.0, height, G, t_max=-10.0)
+    assert t_event == pytest.approx((V0 - S) / G, rel=1e-12)
+    assert y_event[1] == pytest.approx(S, rel=1e-12)
+    for mode in GRADIENTS:
+        dh, dv = tinyad.grad(
+            lambda h0, v0: odeint_event(
+                ball, np.stack([h0, v0]), 0.0, height, G, t_max=-10.0, gradient=mode
+            )[0],
+            argnum=(0, 1),
+        )(H0, V0)
+        assert dh == pytest.approx(-1 / S, rel=1e-9)
+        assert dv == pytest.approx((1 - V0 / S) / G, rel=1e-9)
+
+
+def test_location_to_1e_12_on_the_dense_output():
+    # y'' = −y from (1, 0): y = cos t crosses zero at π/2; dopri8 at rtol 1e-13 is exact to
+    # well within the located time's 1e-12·t
+    t_event, _ = odeint_event(
+        lambda y, t: np.stack([y[1], -y[0]]),
+        onp.array([1.0, 0.0]),
+        0.0,
+        lambda y, t: y[0],
+        method="dopri8",
+        rtol=1e-13,
+        atol=1e-15,
+    )
+    assert abs(t_event - math.pi / 2) <= 1e-12 * math.pi / 2
+
+
+@pytest.mark.parametrize(
+    "G_fun, root",
+    [
+        (lambda t: t**3 - 2.0, 2.0 ** (1 / 3)),
+        (lambda t: math.exp(t) - 1e4, math.log(1e4)),  # convex and steep: regula falsi sticks
+        (lambda t: math.atan(50 * (t - 0.3)), 0.3),  # flat, then a cliff
+        (lambda t: 1e-30 * (t - 7.25), 7.25),  # tiny values
+    ],
+)
+def test_illinois_brackets_to_1e_12(G_fun, root):
+    for a, b in ((0.0, 10.0), (10.0, 0.0)):
+        t = illinois(G_fun, a, b, G_fun(a), G_fun(b))
+        assert abs(t - root) <= 1e-12 * max(1.0, abs(root))
+        assert G_fun(t) == 0 or (G_fun(t) > 0) == (G_fun(b) > 0)  # on b's side of the crossing
+
+
+# --- which: the peers' bugs ---------------------------------------------------------------------
+
+
+def line(y, t):
+    return np.ones_like(y)
+
+
+def test_a_zero_at_t0_is_not_an_event():
+    # torchdiffeq #285: a ball thrown up from the ground starts at h = 0; the event is its
+    # landing at 2 v0/g, not t0
+    t_event, _ = odeint_event(ball, onp.array([0.0, V0]), 0.0, height, G)
+    assert t_event == pytest.approx(2 * V0 / G, rel=1e-12)
+    # and it starts upward from the zero: no upward crossing follows
+    with pytest.raises(NoEventError):
+        odeint_event(ball, onp.array([0.0, V0]), 0.0, height, G, direction=1, t_max=5.0)
+
+
+def test_two_sign_changes_inside_one_step():
+    # diffrax #507: y' = 1 from 0 is solved exactly, so the steps grow 10× each; one step
+    # spans both zeros of (2.5 − y)(5 − y)(0 − y) and its ends have the same sign (an end-only
+    # check misses both). g starts at zero too.
+    def g(y, t):
+        return (2.5 - y[0]) * (5.0 - y[0]) * (0.0 - y[0])
+
+    t_event, _, info = odeint_event(line, onp.zeros(1), 0.0, g, t_max=100.0, full_output=True)
+    starts = info["step_times"]
+    ends = starts + info["step_sizes"]
+    (step,) = onp.flatnonzero((starts < 2.5) & (ends > 5.0))
+    assert g(onp.array([starts[step]]), 0) * g(onp.array([ends[step]]), 0) > 0
+    assert t_event == pytest.approx(2.5, rel=1e-12)
+
+
+@pytest.mark.parametrize("direction, expected", [(0, 2.0), (-1, 2.0), (1, 6.5)])
+def test_two_events_in_one_step_the_earliest_wins(direction, expected):
+    # diffrax #639: (y − 2)(y − 6.5) goes down at 2 and up at 6.5, both in the step
+    # [1.11, 11.11]; the first crossing in the wanted direction wins
+    def g(y, t):
+        return (y[0] - 2.0) * (y[0] - 6.5)
+
+    t_event, _, info = odeint_event(
+        line, onp.zeros(1), 0.0, g, direction=direction, t_max=100.0, full_output=True
+    )
+    starts = info["step_times"]
+    assert onp.any((starts < 2.0) & (starts + info["step_sizes"] > 6.5))  # one step holds both
+    assert t_event == pytest.approx(expected, rel=1e-12)
+
+
+def test_direction_filters_crossings():
+    # y' = cos t from y(0.5) = sin 0.5 is y = sin t; y − c goes down at π − asin c and up
+    # at 2π + asin c
+    c = math.sin(0.5) - 0.2
+
+    def wave(y, t):
+        return np.cos(t) * np.ones_like(y)
+
+    up, down, either = (
+        odeint_event(
+            wave,
+            onp.array([math.sin(0.5)]),
+            0.5,
+            lambda y, t: y[0] - c,
+            direction=d,
+            rtol=1e-10,
+            atol=1e-12,
+        )[0]
+        for d in (1, -1, 0)
+    )
+    assert down == pytest.approx(math.pi - math.asin(c), rel=1e-9)
+    assert up == pytest.approx(2 * math.pi + math.asin(c), rel=1e-9)
+    assert either == down
+
+
+def test_no_event_names_t_max_and_the_last_value():
+    # thrown up at 5 m/s from 10 m, the ball falls through h = 0 (down) but never up; at
+    # t_max = 3 its height is 10 + 15 − 9.81·4.5 = −19.145
+    with pytest.raises(NoEventError, match=r"t_max=3\b.*last value was -19\.145\b") as e:
+        odeint_event(ball, onp.array([H0, 5.0]), 0.0, height, G, direction=1, t_max=3.0)
+    assert isinstance(e.value, SolverError)
+    # t_max = inf: max_steps runs out without an event
+    with pytest.raises(NoEventError, match="max_steps"):
+        odeint_event(
+            lambda y, t: np.cos(t) * np.ones_like(y),
+            onp.array([2.0]),
+            0.0,
+            lambda y, t: y[0],
+            max_steps=200,
+        )
+
+
+# --- gradients --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+@pytest.mark.parametrize("method", ["dopri5", "rk4", "dopri8"])
+def test_ball_gradients_match_the_closed_forms(gradient, method):
+    def impact(h0, v0, g):
+        t_event, y_event = ball_event(h0, v0, g, method=method, gradient=gradient)
+        return t_event, y_event[1]
+
+    dt = tinyad.grad(lambda *a: impact(*a)[0], argnum=(0, 1, 2))(H0, V0, G)
+    dv = tinyad.grad(lambda *a: impact(*a)[1], argnum=(0, 1, 2))(H0, V0, G)
+    assert onp.allclose(
+        dt, [1 / S, (1 + V0 / S) / G, H0 / (G * S) - (V0 + S) / G**2], rtol=1e-9, atol=0
+    )
+    assert onp.allclose(dv, [-G / S, -V0 / S, -H0 / S], rtol=1e-9, atol=0)
+    # the ball is autonomous: starting later lands later by as much, as fast
+    dt0 = tinyad.grad(
+        lambda t0: odeint_event(
+            ball, onp.array([H0, V0]), t0, height, G, method=method, gradient=gradient
+        )[0]
+    )(0.3)
+    assert dt0 == pytest.approx(1.0, rel=1e-9)
+
+
+def forced_pendulum(y, t, c, w2):
+    return np.stack([y[1], -w2 * np.sin(y[0]) - c * y[1] + 0.3 * np.cos(1.7 * t)])
+
+
+def angle_passes(y, t, c, w2):
+    return y[0] - 0.05 * c  # the event function depends on args too
+
+
+def central_difference(fun, x, eps):
+    x = onp.asarray(x, dtype=float)
+    out = onp.zeros_like(x)
+    for i in onp.ndindex(x.shape):
+        e = onp.zeros_like(x)
+        e[i] = eps
+        out[i] = (fun(x + e) - fun(x - e)) / (2 * eps)
+    return out
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+def test_nonlinear_gradients_match_finite_differences(gradient):
+    # a damped, forced pendulum (not autonomous, so t0 matters) falling through θ = 0.05 c:
+    # L = t* + y*·w wrt y0, t0 and both args
+    w = onp.array([0.7, -0.4])
+    tol = dict(rtol=1e-11, atol=1e-12)
+
+    def loss(y0, t0, c, w2):
+        t_event, y_event = odeint_event(
+            forced_pendulum, y0, t0, angle_passes, c, w2, direction=-1, gradient=gradient, **tol
+        )
+        return t_event + np.sum(y_event * w)
+
+    y0, t0, c, w2 = onp.array([1.2, 0.3]), 0.4, 0.25, 2.0
+    grads = tinyad.grad(loss, argnum=(0, 1, 2, 3))(y0, t0, c, w2)
+    reference = [
+        central_difference(lambda x: loss(x, t0, c, w2), y0, 1e-5),
+        central_difference(lambda x: loss(y0, x, c, w2), t0, 1e-5),
+        central_difference(lambda x: loss(y0, t0, x, w2), c, 1e-5),
+        central_difference(lambda x: loss(y0, t0, c, x), w2, 1e-5),
+    ]
+    for name, ours, fd in zip(("y0", "t0", "c", "w2"), grads, reference):
+        assert onp.allclose(ours, fd, rtol=1e-6, atol=1e-8), (name, ours, fd)
+
+
+def test_second_derivative_of_the_event_time():
+    # d²t*/dh0² = −g/s³: the IFT's vjp is itself differentiable
+    for mode in GRADIENTS:
+        d2 = tinyad.grad(tinyad.grad(lambda h0: ball_event(h0, V0, G, gradient=mode)[0]))(H0)
+        assert d2 == pytest.approx(-G / S**3, rel=1e-8)
+
+
+def test_pytree_state_and_info():
+    def func(y, t, g):
+        return {"h": y["v"], "v": -g * np.ones_like(y["v"])}
+
+    t_event, y_event, info = odeint_event(
+        func,
+        {"h": onp.array(H0), "v": onp.array(V0)},
+        0.0,
+        lambda y, t, g: y["h"],
+        G,
+        full_output=True,
+    )
+    assert t_event == pytest.approx((V0 + S) / G, rel=1e-12)
+    assert set(y_event) == {"h", "v"} and y_event["v"] == pytest.approx(-S, rel=1e-12)
+    assert info["nfe"] > 0 and info["n_steps"] > 0 and info["n_event_evals"] > info["n_steps"]
+    dh0 = tinyad.grad(
+        lambda h0: odeint_event(
+            func, {"h": h0, "v": onp.array(V0)}, 0.0, lambda y, t, g: y["h"], G
+        )[0]
+    )(H0)
+    assert dh0 == pytest.approx(1 / S, rel=1e-9)
+
+
+# --- bad input ------------------------------------------------------------------------------------
+
+
+def test_bad_input_is_refused_clearly():
+    y0 = onp.array([H0, V0])
+    with pytest.raises(ValueError, match="direction must be 1"):
+        odeint_event(ball, y0, 0.0, height, G, direction=2)
+    with pytest.raises(ValueError, match="t_max must differ from t0"):
+        odeint_event(ball, y0, 1.0, height, G, t_max=1.0)
+    with pytest.raises(ValueError, match="real scalar, got ndarray of shape \\(2,\\)"):
+        odeint_event(ball, y0, 0.0, lambda y, t, g: y, G)
+    with pytest.raises(ValueError, match="METHODS"):
+        odeint_event(ball, y0, 0.0, height, G, method="rk45")
+    with pytest.raises(TypeError, match="event_fn must be a function"):
+        odeint_event(ball, y0, 0.0, "height", G)
+    with pytest.raises(TypeError, match="through args"):
+        tinyad.grad(lambda g: odeint_event(ball, y0, 0.0, lambda y, t, _: y[0] - g, G)[0])(0.1)
