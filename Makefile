@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export MPLBACKEND := Agg
 export OMP_NUM_THREADS := 1
 
-.PHONY: install test lint demo bench tutorials assignment clean
+.PHONY: install test lint demo bench tutorials assignment grade clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,8 +29,14 @@ demo: install
 tutorials: install
 	$(BIN)/python tests/run_notebooks.py --in-place tutorials/*.ipynb
 
+# The course's nbgrader directory: the student versions in tutorials/course/nbgrader/release/.
 assignment: install
-	$(BIN)/python tutorials/assignment/make_student.py
+	$(BIN)/python tutorials/course/course.py
+
+# make grade ASSIGNMENT=01_vjps SUBMISSIONS="alice.ipynb bob.ipynb" (or nbgrader's submitted/);
+# plain `make grade` grades the three solutions. Reports go to tutorials/course/grades/.
+grade: install
+	$(BIN)/python tutorials/course/grader.py $(or $(ASSIGNMENT),all) $(SUBMISSIONS)
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]' || echo "some peers failed to install; they are skipped"
