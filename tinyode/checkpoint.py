@@ -12,8 +12,7 @@ import tinyad
 import tinyad.numpy as np
 
 from .odeint import forward
-from .solver import Stats, Stepper, _time, take_step
-from .tableaus import TABLEAUS
+from .solver import Stats, replay_step
 
 
 @tinyad.primitive
@@ -25,16 +24,14 @@ def odeint_checkpoint(y0, t, *leaves, func, argdef, opts, info, memo):
 def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, memo):
     """(dL/dy0, dL/dt, *dL/dθ): each step replayed under the tape, last to first."""
     steps = memo["steps"]
-    tab = TABLEAUS[opts.method]
-    stats = Stats()
     shape = np.shape(y0)
+    nfe = [0]
 
     def replay(y, t, *leaves, step):
         """One recorded step: returns [y_{n+1}, outputs inside the step] as one flat vector."""
-        stepper = Stepper(func, argdef.rebuild(leaves), tab, stats)
-        stepper.t_raw = None  # t is traced here, so take_step reads times from it
-        k1 = stepper.f(y, _time(t, True, step.start, step.tn))
-        y1, _, outs = take_step(stepper, t, True, y, k1, step)
+        stats = Stats()
+        y1, outs = replay_step(func, t, argdef.rebuild(leaves), opts.method, step, y, stats)
+        nfe[0] += stats.nfe
         return np.concatenate([np.ravel(v) for v in [y1, *outs]])
 
     states = [step.y for step in steps]
@@ -57,7 +54,7 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, mem
         ct_y = np.reshape(ct_y, shape)
         ct_t = ct_t + dt
         ct_leaves = [c + d for c, d in zip(ct_leaves, dleaves)]
-    info["backward"] = {"nfe": stats.nfe, "n_steps": len(steps), "n_rejected": 0}
+    info["backward"] = {"nfe": nfe[0], "n_steps": len(steps), "n_rejected": 0}
     return (ct_y + g[0], ct_t, *ct_leaves)
 
 

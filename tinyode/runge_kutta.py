@@ -1,0 +1,105 @@
+"""One explicit Runge–Kutta step from a Butcher tableau: stages, error, dense output.
+
+A step of size h from (t, y), given the slope k_0 = f(y, t):
+
+    k_i    = f(y + h Σ_j a_ij k_j,  t + c_i h)        i = 1 … s−1
+    y_1    = y + h Σ_i b_i k_i
+    err    = h Σ_i e_i k_i                            (e = b − b̂: the embedded pair)
+    y(t + θh) = y + h Σ_i B_i(θ) k_i                  (dense output, 0 ≤ θ ≤ 1)
+
+The stages are stacked, K = [k_0 … k_{s−1}] (tinyode/stages.py), so every sum
+above is one product of a row of coefficients with K. Written with tinyad.numpy,
+the same step runs on raw arrays (numpy or CuPy) and, recorded on the tape, on
+traced values ("backprop", "checkpoint").
+"""
+
+import math
+
+import numpy
+
+import tinyad.numpy as np
+from tinyad import getval
+from tinyad.backend import array_module
+
+from .stages import stages
+from .tableaus import dense_weights
+
+
+class RungeKutta:
+    """The step of one tableau (tinyode/tableaus.py), its error ratio and its interpolant.
+
+    The coefficients are held as arrays of the state's dtype, in its array module.
+    """
+
+    def __init__(self, tableau, like):
+        like = getval(like)
+        self.tab, self.s, self.dtype = tableau, len(tableau.c), like.dtype
+        self.xp = array_module(like)
+        row = lambda c: self.xp.asarray(numpy.asarray(c, dtype=float), dtype=self.dtype)  # noqa: E731
+        self.a = [row(r) for r in tableau.a]
+        self.b = row(tableau.b)
+        self.dense_a = [row(r) for r in tableau.dense_a]
+        self.e = None if tableau.b_err is None else row(tableau.b_err)
+        self.e3 = None if tableau.b_err3 is None else row(tableau.b_err3)
+        # The step-size controller's exponent: the error estimate shrinks like h^(1/exponent)
+        # (dopri8's combined estimate like h^8, as in Hairer's dop853.f).
+        if self.e is None:
+            self.exponent = None  # a fixed-step method
+        elif self.e3 is not None:
+            self.exponent = 1.0 / 8
+        else:
+            self.exponent = 1.0 / (tableau.error_order + 1)
+
+    def combine(self, y, h, row, K):
+        """y + h Σ_i row_i k_i: one product of the coefficients with the stacked stages."""
+        return y + h * K.dot(row)
+
+    def step(self, f, t, y, h, k0):
+        """(y_1, K): the step from (t, y) of size h, and its stages K = [k_0 … k_{s−1}]."""
+        tab, K = self.tab, stages(k0, self.s + len(self.dense_a), t, y, h)
+        y1 = None
+        for i in range(1, self.s):
+            yi = self.combine(y, h, self.a[i], K)
+            if tab.fsal and i == self.s - 1:
+                y1 = yi  # the last stage is evaluated at y_1 itself: next step's k_0
+            K.append(f(yi, t + tab.c[i] * h))
+        if y1 is None:
+            y1 = self.combine(y, h, self.b, K)
+        return y1, K
+
+    def next_slope(self, f, t1, y1, K):
+        """k_0 of the next step: f(y_1, t_1), which an FSAL method has already computed."""
+        return K[self.s - 1] if self.tab.fsal else f(y1, t1)
+
+    def error_ratio(self, h, K, y, y1, rtol, atol, norm):
+        """‖err / (atol + rtol·max(|y|, |y_1|))‖ as a host float; ≤ 1 accepts the step.
+
+        Read on raw values: the step-size decision is never recorded on the tape.
+        dopri8 combines two estimates as Hairer's DOP853 does,
+        ‖e5‖² / sqrt(‖e5‖² + 0.01 ‖e3‖²), which behaves like h^8.
+        """
+        y, y1 = getval(y), getval(y1)
+        scale = atol + rtol * np.maximum(np.abs(y), np.abs(y1))
+        ratio = norm(h * K.raw_dot(self.e) / scale)
+        if self.e3 is None or not ratio > 0:
+            return ratio
+        ratio3 = norm(h * K.raw_dot(self.e3) / scale)
+        return ratio * ratio / math.sqrt(ratio * ratio + 0.01 * ratio3 * ratio3)
+
+    def interpolate(self, f, t, y, h, K, theta):
+        """y(t + θh) = y + h Σ_i B_i(θ) k_i, the method's own dense output.
+
+        A method whose interpolant needs extra stages (dopri8) evaluates them once
+        per step, for the first output inside it, and appends them to K.
+        """
+        for j in range(len(K) - self.s, len(self.dense_a)):
+            c = self.tab.dense_c[j]
+            K.append(f(self.combine(y, h, self.dense_a[j], K), t + c * h))
+        # B_i(θ) in float64, cast once: dopri8's power-form coefficients reach 545 and cancel,
+        # so weights summed in float32 would lose hundreds of ulps of the interpolant.
+        weights = dense_weights(self.tab, theta)
+        if isinstance(theta, float):
+            weights = self.xp.asarray(numpy.asarray(weights), dtype=self.dtype)
+        else:  # a traced θ (an output time being differentiated): the weights are on the tape
+            weights = np.astype(np.stack(list(weights)), self.dtype)
+        return y + h * K.dot(weights)
