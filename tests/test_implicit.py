@@ -1,0 +1,555 @@
+"""Tests of tinyode's implicit methods (tinyode/implicit.py) and stiffness detection.
+
+* The coefficients: Butcher's order conditions on rooted trees (as tests/test_tableaus.py
+  checks the explicit methods), in the form Hairer & Wanner (II, IV.7) give for
+  Rosenbrock methods; stiff accuracy and L-stability from the stability function.
+* The steps: exact Jacobians, observed convergence orders on a linear and a nonlinear
+  problem, the derivative of a step through the linear solves.
+* The stiff reference problems: Van der Pol at ε = 1e-6 and Robertson's kinetics to
+  t = 1e11 (the values of the issue, and scipy's Radau at tight tolerances), a Newton
+  iteration that diverges (diffrax #752), a stiff neural-ODE-like field (diffrax #319).
+"""
+
+import math
+
+import numpy as onp
+import pytest
+from test_tableaus import density, nodes, trees
+
+import tinyad
+import tinyad.numpy as np
+from tinyode import StiffnessWarning
+from tinyode.implicit import (
+    IMPLICIT_TABLEAUS,
+    KVAERNO5,
+    RODAS4,
+    Counts,
+    Factored,
+    Kvaerno5,
+    Rodas4,
+    jacobian_at,
+    solve_implicit,
+)
+from tinyode.stiffness import STABILITY_BOUNDARY, THRESHOLD, StiffnessDetector, h_lambda
+from tinyode.tableaus import TABLEAUS
+
+TOL = 1e-13  # conditions hold up to the rounding of the published coefficients
+FAIL = 1e-4  # a condition of the next order fails by more than this
+THETAS = (0.2, 0.5, 0.83)
+
+
+# --------------------------------------------------------------------------------------
+# Coefficients
+# --------------------------------------------------------------------------------------
+
+
+def lower(rows, s):
+    """An (s, s) strictly lower triangular matrix from rows of lengths 0, 1, ..., s−1."""
+    out = onp.zeros((s, s))
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def rosenbrock_standard_form(tab):
+    """(α, Γ, b, b̂) of k_i = h f(y + Σ α_ij k_j) + hJ Σ γ_ij k_j, y1 = y + Σ b_i k_i."""
+    s = len(tab.c)
+    linalg = pytest.importorskip("scipy.linalg")
+    gamma_inv = onp.eye(s) / tab.gamma - lower(tab.C, s)
+    Gamma = linalg.solve_triangular(gamma_inv, onp.eye(s), lower=True)
+    alpha = lower(tab.a, s) @ Gamma
+    return alpha, Gamma, onp.asarray(tab.m) @ Gamma, onp.asarray(tab.m_hat) @ Gamma
+
+
+def rosenbrock_weights(alpha, Gamma):
+    """Φ(t) of a Rosenbrock method: a node with one child carries α + Γ (J acts once on
+    that child's increment, at y_n), a node with several children carries α (Hairer &
+    Wanner II, IV.7, the trees of Table 7.1). The conditions are then Σ b_i Φ_i(t) = 1/γ(t).
+    """
+    beta = alpha + Gamma
+
+    def phi(tree):
+        if len(tree) == 1:
+            return beta @ phi(tree[0])
+        out = onp.ones(len(alpha))
+        for child in tree:
+            out = out * (alpha @ phi(child))
+        return out
+
+    return phi
+
+
+def worst_residual(weights, phi, order, theta=1.0):
+    return max(abs(weights @ phi(t) - theta ** nodes(t) / density(t)) for t in trees(order))
+
+
+def assert_order(weights, phi, order, theta=1.0):
+    for n in range(1, order + 1):
+        r = worst_residual(weights, phi, n, theta)
+        assert r < TOL, f"an order-{n} condition fails by {r:.2e}"
+    assert worst_residual(weights, phi, order + 1, theta) > FAIL
+
+
+def test_rodas4_nodes_and_time_weights():
+    """Σ_j α_ij = c_i and Σ_j γ_ij = d_i: the transformed data are one consistent method."""
+    alpha, Gamma, _, _ = rosenbrock_standard_form(RODAS4)
+    onp.testing.assert_allclose(alpha.sum(axis=1), RODAS4.c, rtol=0, atol=1e-14)
+    onp.testing.assert_allclose(Gamma.sum(axis=1), RODAS4.d, rtol=0, atol=4e-15)
+    assert onp.all(onp.diag(Gamma) == RODAS4.gamma)
+
+
+def test_rodas4_order_conditions():
+    alpha, Gamma, b, b_hat = rosenbrock_standard_form(RODAS4)
+    phi = rosenbrock_weights(alpha, Gamma)
+    assert_order(b, phi, RODAS4.order)
+    assert_order(b_hat, phi, RODAS4.error_order)
+
+
+@pytest.mark.parametrize("theta", THETAS)
+def test_rodas4_dense_output_order(theta):
+    """(1−θ) y + θ (y1 + (1−θ)(w2 + θ w3)) has the order-3 continuous conditions at θ."""
+    alpha, Gamma, _, _ = rosenbrock_standard_form(RODAS4)
+    phi = rosenbrock_weights(alpha, Gamma)
+    m, d2, d3 = (onp.asarray(v) for v in (RODAS4.m, *RODAS4.dense))
+    weights = (theta * m + theta * (1 - theta) * (d2 + theta * d3)) @ Gamma
+    assert_order(weights, phi, RODAS4.dense_order, theta)
+
+
+def test_rodas4_is_stiffly_accurate_and_l_stable():
+    alpha, Gamma, b, b_hat = rosenbrock_standard_form(RODAS4)
+    beta = alpha + Gamma
+    # y1 and ŷ1 are the last two stages' arguments (plus their own J-term): b = β_6, b̂ = β_5
+    onp.testing.assert_allclose(b, beta[5], rtol=0, atol=1e-13)
+    onp.testing.assert_allclose(b_hat, beta[4], rtol=0, atol=1e-13)
+
+    def R(z, weights=b):  # the stability function 1 + z bᵀ (I − zB)⁻¹ 1
+        return 1 + z * weights @ onp.linalg.solve(onp.eye(6) - z * beta, onp.ones(6))
+
+    assert abs(R(-1e12)) < 1e-10 and abs(R(-1e12, b_hat)) < 1e-10  # L-stable, both
+    for y in onp.linspace(0.0, 1e3, 2001):  # A-stable: |R| ≤ 1 on the imaginary axis
+        assert abs(R(1j * y)) <= 1 + 1e-12
+    assert abs(R(-1.0) - math.exp(-1.0)) < 1e-3
+
+
+def esdirk_matrix(tab):
+    A = lower(tab.a, len(tab.c))
+    A[onp.arange(1, len(tab.c)), onp.arange(1, len(tab.c))] = tab.gamma
+    return A
+
+
+def rk_weights(A):
+    def phi(tree):
+        out = onp.ones(len(A))
+        for child in tree:
+            out = out * (A @ phi(child))
+        return out
+
+    return phi
+
+
+def test_kvaerno5_structure():
+    A = esdirk_matrix(KVAERNO5)
+    onp.testing.assert_allclose(A.sum(axis=1), KVAERNO5.c, rtol=0, atol=4e-15)
+    assert A[0].tolist() == [0.0] * 7  # the explicit first stage
+    assert onp.array_equal(A[-1], KVAERNO5.b)  # stiffly accurate: y_{n+1} = Y_7
+    assert KVAERNO5.c[-1] == 1.0
+    assert [len(row) for row in KVAERNO5.predictor] == list(range(7))
+
+
+def test_kvaerno5_order_conditions():
+    A = esdirk_matrix(KVAERNO5)
+    phi = rk_weights(A)
+    b = onp.asarray(KVAERNO5.b)
+    assert_order(b, phi, KVAERNO5.order)
+    assert_order(b - onp.asarray(KVAERNO5.b_err), phi, KVAERNO5.error_order)
+
+
+def test_kvaerno5_is_l_stable():
+    A = esdirk_matrix(KVAERNO5)
+    b = onp.asarray(KVAERNO5.b)
+
+    def R(z):
+        return 1 + z * b @ onp.linalg.solve(onp.eye(7) - z * A, onp.ones(7))
+
+    def R_stiffly_accurate(z):  # y1 = Y_7, so R(z) = e_7ᵀ (I − zA)⁻¹ 1, with no cancellation
+        return onp.linalg.solve(onp.eye(7) - z * A, onp.ones(7))[-1]
+
+    for z in (-1e3, -1e6, -1e9, -1e12):  # R(z) ~ 6.5/|z| → 0: L-stable
+        assert abs(R_stiffly_accurate(z)) < 10 / abs(z)
+    assert R(-1e3) == pytest.approx(R_stiffly_accurate(-1e3), rel=1e-9)
+    for y in onp.linspace(0.0, 1e3, 2001):
+        assert abs(R(1j * y)) <= 1 + 1e-12
+
+
+def test_names():
+    assert list(IMPLICIT_TABLEAUS) == ["rodas4", "kvaerno5"]
+    assert not set(IMPLICIT_TABLEAUS) & set(TABLEAUS)
+
+
+# --------------------------------------------------------------------------------------
+# Jacobians and linear solves
+# --------------------------------------------------------------------------------------
+
+
+def vdp(y, t, eps):
+    return np.stack([y[1], ((1 - y[0] ** 2) * y[1] - y[0]) / eps])
+
+
+def test_jacobian_is_exact_and_costs_one_call():
+    y, t, eps = onp.array([1.3, -0.7]), 0.4, 1e-3
+    counts = Counts()
+    value, J, ft = jacobian_at(lambda y, t: vdp(y, t, eps), y, t, counts)
+    exact = onp.array([[0.0, 1.0], [(-2 * y[0] * y[1] - 1) / eps, (1 - y[0] ** 2) / eps]])
+    onp.testing.assert_array_equal(value, vdp(y, t, eps))
+    onp.testing.assert_allclose(J, exact, rtol=1e-15, atol=0)
+    assert ft.tolist() == [0.0, 0.0]
+    assert (counts.nfe, counts.njev, counts.nlu) == (1, 1, 0)
+
+    def g(y, t):  # non-autonomous: ∂f/∂t = (cos t · y0, −2 sin 2t)
+        return np.stack([np.sin(t) * y[0], np.cos(2 * t) + y[1] * y[0]])
+
+    _, J, ft = jacobian_at(g, y, t, counts)
+    onp.testing.assert_allclose(J, [[math.sin(t), 0.0], [y[1], y[0]]], rtol=1e-15)
+    onp.testing.assert_allclose(ft, [math.cos(t) * y[0], -2 * math.sin(2 * t)], rtol=1e-15)
+
+
+def test_factored_solve_is_backward_stable():
+    """inv(M) and one refinement step: the residual of LU's solve on a cond 1e12 matrix."""
+    rng = onp.random.RandomState(0)
+    U, _ = onp.linalg.qr(rng.randn(6, 6))
+    V, _ = onp.linalg.qr(rng.randn(6, 6))
+    M = U @ onp.diag(onp.logspace(0, 12, 6)) @ V.T
+    b = rng.randn(6)
+    counts = Counts()
+    x = Factored(M, counts).solve(b)
+    assert counts.nlu == 1
+    backward_error = onp.linalg.norm(b - M @ x) / (onp.linalg.norm(M, 2) * onp.linalg.norm(x))
+    assert backward_error < 10 * onp.finfo(float).eps
+    lapack = onp.linalg.solve(M, b)
+    assert onp.linalg.norm(x - lapack) / onp.linalg.norm(lapack) < 1e12 * 1e-15
+
+
+# --------------------------------------------------------------------------------------
+# Convergence orders, with fixed steps
+# --------------------------------------------------------------------------------------
+
+
+def fixed_steps(method, f, y0, t0, t1, n):
+    """n steps of size (t1 − t0)/n with the method's stepper (Newton solved tightly)."""
+    counts = Counts()
+    if method == "rodas4":
+        stepper = Rodas4(f, counts)
+    else:
+        stepper = Kvaerno5(f, counts, lambda y: 1e-10 + 1e-10 * onp.abs(y))
+    h, y, t = (t1 - t0) / n, y0, t0
+    f0 = f(y, t) if stepper.fsal else None
+    for i in range(n):
+        f0 = stepper.begin(t, y, f0)
+        trial = stepper.attempt(t, y, h, f0)
+        assert trial is not None, "Newton failed"
+        y, f0, t = trial.y1, trial.f1, t0 + (i + 1) * h
+    return y, counts
+
+
+def prothero_robinson(y, t):
+    """y' = −(y − sin t) + cos t: linear and non-autonomous; y = sin t + e^{−t} y(0)."""
+    return -(y - np.sin(t)) + np.cos(t)
+
+
+def rotation(y, t):
+    """u' = −r² v, v' = r² u with r² = u² + v² conserved: a rotation at speed r²."""
+    r2 = y[0] ** 2 + y[1] ** 2
+    return np.stack([-r2 * y[1], r2 * y[0]])
+
+
+def forced_pendulum(y, t):
+    """θ'' = −sin θ + 0.3 cos t: nonlinear and non-autonomous (∂f/∂t ≠ 0)."""
+    return np.stack([y[1], -np.sin(y[0]) + 0.3 * np.cos(t)])
+
+
+def pendulum_reference(t):
+    integrate = pytest.importorskip("scipy.integrate")
+    sol = integrate.solve_ivp(
+        lambda t, y: [y[1], -math.sin(y[0]) + 0.3 * math.cos(t)], (0.0, t), [1.0, 0.0],
+        method="DOP853", rtol=1e-13, atol=1e-14,
+    )  # fmt: skip
+    return sol.y[:, -1]
+
+
+PROBLEMS = {
+    "linear": (prothero_robinson, onp.array([1.0]), lambda t: onp.sin(t) + onp.exp(-t)),
+    "nonlinear": (forced_pendulum, onp.array([1.0, 0.0]), pendulum_reference),
+}
+
+
+@pytest.mark.parametrize("problem", list(PROBLEMS))
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_convergence_order(method, problem):
+    """Global errors at t = 2 with 10, 20 and 40 steps fall by 2^order each halving."""
+    f, y0, exact = PROBLEMS[problem]
+    order = IMPLICIT_TABLEAUS[method].order
+    errors = []
+    for n in (10, 20, 40):
+        y, _ = fixed_steps(method, f, y0, 0.0, 2.0, n)
+        errors.append(onp.max(onp.abs(y - exact(2.0))))
+    observed = [math.log2(a / b) for a, b in zip(errors, errors[1:])]
+    assert all(abs(p - order) < 0.3 for p in observed), observed
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_local_error_estimate_and_dense_output_orders(method):
+    """Over one step from the exact solution: the estimate ~ h^(q+1), the dense output's
+    error at θ = 0.4 ~ h^4 (order 3)."""
+    f, y0 = rotation, onp.array([1.2, 0.0])
+    exact = lambda t: 1.2 * onp.array([onp.cos(1.44 * t), onp.sin(1.44 * t)])  # noqa: E731
+    tab = IMPLICIT_TABLEAUS[method]
+    est, dense = [], []
+    for h in (0.1, 0.05):
+        counts = Counts()
+        stepper = (
+            Rodas4(f, counts)
+            if method == "rodas4"
+            else Kvaerno5(f, counts, lambda y: 1e-12 + 1e-12 * onp.abs(y))
+        )
+        f0 = stepper.begin(0.0, y0, f(y0, 0.0))
+        trial = stepper.attempt(0.0, y0, h, f0)
+        est.append(onp.max(onp.abs(trial.err)))
+        dense.append(onp.max(onp.abs(stepper.dense(y0, trial, h, 0.4) - exact(0.4 * h))))
+    assert abs(math.log2(est[0] / est[1]) - (tab.error_order + 1)) < 0.5
+    assert abs(math.log2(dense[0] / dense[1]) - 4) < 0.5
+
+
+def test_rodas4_counts_per_step():
+    _, counts = fixed_steps("rodas4", rotation, onp.array([1.2, 0.0]), 0.0, 1.0, 5)
+    # one Jacobian (whose call of f gives f(y_n)), five more stages, one LU per step
+    assert (counts.nfe, counts.njev, counts.nlu) == (30, 5, 5)
+
+
+# --------------------------------------------------------------------------------------
+# Derivatives through a step
+# --------------------------------------------------------------------------------------
+
+
+def test_rodas4_step_derivative_is_exact():
+    """Traced, a step differentiates through J(y), the solves and the stages: the
+    gradient of the discrete step matches its central differences."""
+
+    def step(y0, theta):
+        f = lambda y, t: np.stack([-theta * y[0] * y[1], theta * y[0] - y[1] ** 3])  # noqa: E731
+        stepper = Rodas4(f, Counts())
+        stepper.begin(0.1, y0)
+        return np.sum(stepper.attempt(0.1, y0, 0.3).y1 ** 2)
+
+    tinyad.check_grads(step, onp.array([0.8, 0.5]), 1.7, rtol=1e-8)
+
+
+def test_kvaerno5_step_derivative_matches_differences():
+    """Newton on traced values with a raw M: the derivative of the converged stages."""
+
+    def step(y0, theta):
+        f = lambda y, t: np.stack([-theta * y[0] * y[1], theta * y[0] - y[1] ** 3])  # noqa: E731
+        stepper = Kvaerno5(f, Counts(), lambda y: 1e-12 + 1e-12 * onp.abs(tinyad.getval(y)))
+        f0 = stepper.begin(0.1, y0, f(y0, 0.1))
+        return np.sum(stepper.attempt(0.1, y0, 0.2, f0).y1 ** 2)
+
+    tinyad.check_grads(step, onp.array([0.8, 0.5]), 1.7, rtol=1e-8)
+
+
+# --------------------------------------------------------------------------------------
+# Stiff reference problems
+# --------------------------------------------------------------------------------------
+
+VDP_REF = onp.array([1.706167732170483, -0.8928097010247975])
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_van_der_pol(method):
+    """ε = 1e-6, y0 = (2, 0), t ∈ [0, 2] (the test set's scaling): a few thousand steps,
+    where an explicit method needs over a million (scipy's RK45: 1.16 million)."""
+    integrate = pytest.importorskip("scipy.integrate")
+    ys, info = solve_implicit(
+        vdp, onp.array([2.0, 0.0]), onp.array([0.0, 2.0]), (1e-6,), method=method,
+        rtol=1e-6, atol=1e-6,
+    )  # fmt: skip
+    assert onp.max(onp.abs(ys[-1] / VDP_REF - 1)) < 1e-5
+    radau = integrate.solve_ivp(
+        lambda t, y: [y[1], ((1 - y[0] ** 2) * y[1] - y[0]) / 1e-6], (0.0, 2.0), [2.0, 0.0],
+        method="Radau", rtol=1e-6, atol=1e-6,
+    )  # fmt: skip
+    print(method, {k: v for k, v in info.items() if k != "step_sizes"}, "Radau:", radau.nfev,
+          radau.njev, radau.nlu, len(radau.t) - 1)  # fmt: skip
+    assert info["n_steps"] < 3 * (len(radau.t) - 1)
+    assert info["n_steps"] < 3000
+
+
+def robertson(y, t):
+    k1, k2, k3 = 0.04, 3e7, 1e4
+    return np.stack(
+        [
+            -k1 * y[0] + k3 * y[1] * y[2],
+            k1 * y[0] - k3 * y[1] * y[2] - k2 * y[1] ** 2,
+            k2 * y[1] ** 2,
+        ]
+    )
+
+
+ROBER_1E5 = onp.array([1.786592110e-2, 7.274751470e-8, 9.821340060e-1])
+ROBER_1E11 = onp.array([2.083340149701255e-8, 8.333360770334713e-14, 9.999999791665050e-1])
+
+
+@pytest.fixture(scope="module")
+def robertson_radau():
+    """scipy's Radau at rtol 1e-10 (atol 1e-18), the reference at t = 40, 1e5 and 1e11."""
+    integrate = pytest.importorskip("scipy.integrate")
+
+    def f(t, y):
+        return [
+            -0.04 * y[0] + 1e4 * y[1] * y[2],
+            0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
+            3e7 * y[1] ** 2,
+        ]
+
+    def jac(t, y):
+        return [
+            [-0.04, 1e4 * y[2], 1e4 * y[1]],
+            [0.04, -1e4 * y[2] - 6e7 * y[1], -1e4 * y[1]],
+            [0.0, 6e7 * y[1], 0.0],
+        ]
+
+    times = [40.0, 1e5, 1e11]
+    sol = integrate.solve_ivp(
+        f, (0.0, 1e11), [1.0, 0.0, 0.0], method="Radau", rtol=1e-10, atol=1e-18,
+        t_eval=times, jac=jac,
+    )  # fmt: skip
+    assert sol.success
+    return sol.y.T
+
+
+def test_robertson_reference_values(robertson_radau):
+    """The issue's reference values, against scipy's Radau at rtol 1e-10."""
+    onp.testing.assert_allclose(robertson_radau[1], ROBER_1E5, rtol=1e-8)
+    onp.testing.assert_allclose(robertson_radau[2], ROBER_1E11, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_robertson_to_1e11(method, robertson_radau):
+    times = onp.array([0.0, 40.0, 1e5, 1e11])
+    ys, info = solve_implicit(
+        robertson, onp.array([1.0, 0.0, 0.0]), times, method=method, rtol=1e-8, atol=1e-14
+    )
+    onp.testing.assert_allclose(ys[1:], robertson_radau, rtol=1e-5)
+    onp.testing.assert_allclose(ys[2], ROBER_1E5, rtol=1e-5)
+    onp.testing.assert_allclose(ys[3], ROBER_1E11, rtol=1e-5)
+    assert info["n_steps"] < 5000
+
+
+def test_newton_divergence_rejects_and_shrinks():
+    """y' = y² from y = 1 with a first step of 2: stage 2's equation Y = 1.52 + 0.52 Y² has
+    no real root, so Newton cannot converge. The step must be rejected and halved, never
+    accepted (diffrax #752 accepted such a step), and the solve continues correctly."""
+    ys, info = solve_implicit(
+        lambda y, t: y**2,
+        onp.array([1.0]),
+        onp.array([0.0, 0.5]),
+        method="kvaerno5",
+        rtol=1e-9,
+        atol=1e-12,
+        first_step=2.0,
+    )
+    assert info["newton_failures"] >= 1
+    assert info["n_rejected"] >= info["newton_failures"]
+    assert onp.all(info["step_sizes"] <= 0.5)
+    assert abs(ys[-1, 0] - 2.0) < 1e-7  # y = 1/(1 − t)
+
+
+def stiff_network(y, t, W1, b1, W2, rates):
+    """A neural-ODE-like field with decay rates from 1 to 1e4 (diffrax #319's setting)."""
+    return W2 @ np.tanh(W1 @ y + b1) - rates * y
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_stiff_neural_ode(method):
+    integrate = pytest.importorskip("scipy.integrate")
+    rng = onp.random.RandomState(3)
+    W1, b1, W2 = rng.randn(16, 4), rng.randn(16), rng.randn(4, 16)
+    rates = onp.array([1.0, 10.0, 1e3, 1e4])
+    args = (W1, b1, W2, rates)
+    y0 = rng.randn(4)
+
+    def f(t, y):
+        return W2 @ onp.tanh(W1 @ y + b1) - rates * y
+
+    ref = integrate.solve_ivp(f, (0.0, 5.0), y0, method="BDF", rtol=1e-11, atol=1e-13)
+    bdf = integrate.solve_ivp(f, (0.0, 5.0), y0, method="BDF", rtol=1e-7, atol=1e-9)
+    ys, info = solve_implicit(
+        stiff_network, y0, onp.array([0.0, 5.0]), args, method=method, rtol=1e-7, atol=1e-9
+    )
+    onp.testing.assert_allclose(ys[-1], ref.y[:, -1], rtol=1e-5)
+    assert info["n_steps"] < 3 * (len(bdf.t) - 1)  # BDF: 376 steps
+
+
+# --------------------------------------------------------------------------------------
+# Stiffness detection
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(STABILITY_BOUNDARY))
+def test_stability_boundaries(name):
+    """|R(x)| ≤ 1 on [−boundary, 0] and not beyond (to the 4 digits stored)."""
+    tab = TABLEAUS[name]
+    s = len(tab.c)
+    A, b = lower(tab.a, s), onp.asarray(tab.b)
+
+    def R(x):
+        return 1 + x * b @ onp.linalg.solve(onp.eye(s) - x * A, onp.ones(s))
+
+    edge = STABILITY_BOUNDARY[name]
+    assert all(abs(R(-x)) <= 1 for x in onp.linspace(0.0, edge - 1e-4, 500))
+    assert abs(R(-(edge + 1e-4))) > 1
+    assert THRESHOLD[name] < edge
+
+
+@pytest.mark.parametrize("name", list(STABILITY_BOUNDARY))
+def test_h_lambda_on_a_linear_problem(name):
+    """For y' = λy the last two stages differ by λ(y1 − y6): the estimate is |hλ| exactly."""
+    tab = TABLEAUS[name]
+    lam, h, y = -250.0, 0.013, onp.array([0.7, -0.2])
+    ks = [lam * y]
+    for i in range(1, len(tab.c)):
+        yi = y + h * sum(a * k for a, k in zip(tab.a[i], ks))
+        ks.append(lam * yi)
+    y1 = y + h * sum(w * k for w, k in zip(tab.b, ks))
+    assert h_lambda(tab, y, h, ks, y1) == pytest.approx(abs(h * lam), rel=1e-9)
+
+
+def test_detector_counts_as_dopri5_does():
+    """Tests at every 1000th step until one is positive; 15 positive in a row declare
+    stiffness (one warning); 6 negative in a row reset the count."""
+    tab = TABLEAUS["dopri5"]
+    y = onp.array([1.0])
+
+    def stages(hl):  # the stages of y' = λy for a step with hλ = −hl (h = 0.01)
+        lam, h = -hl / 0.01, 0.01
+        ks = [lam * y]
+        for i in range(1, 7):
+            ks.append(lam * (y + h * sum(a * k for a, k in zip(tab.a[i], ks))))
+        return h, ks, y + h * sum(w * k for w, k in zip(tab.b, ks))
+
+    det = StiffnessDetector(tab)
+    stiff, calm = stages(3.3), stages(1.0)
+    for _ in range(999):  # untested steps, however stiff
+        assert not det.accepted(0.0, y, stiff[0], stiff[1], stiff[2])
+    assert det.positive == 0
+    for _ in range(10):  # the 1000th step tests positive; every step is tested from then on
+        det.accepted(0.0, y, *stiff)
+    assert det.positive == 10
+    for _ in range(6):
+        det.accepted(0.0, y, *calm)
+    assert det.positive == 0
+    n = 0
+    with pytest.warns(StiffnessWarning, match=r"t=.*rodas4.*kvaerno5"):
+        while not det.accepted(5.0, y, *stiff):
+            n += 1
+    assert det.stiff_at == pytest.approx(5.01)
+    assert "stiffness was detected at t=5.01" in det.note()
+    assert not det.accepted(6.0, y, *stiff)  # once per solve
