@@ -21,10 +21,9 @@ from tinyad import getval, isbox
 from tinyad.backend import array_module
 from tinyad.tree import tree_flatten, tree_unflatten
 
-from .solver import Stats, integrate, mixed_norm, rms_norm
-from .tableaus import TABLEAUS
+from .solver import FIXED_STEP, STEPPERS, Stats, integrate, mixed_norm, rms_norm
 
-METHODS = ("euler", "midpoint", "heun", "rk4", "bosh3", "dopri5", "tsit5", "dopri8")
+METHODS = tuple(STEPPERS)  # every method by name, from the tableaus (and implicit.py's)
 GRADIENTS = ("adjoint", "backprop", "checkpoint")
 
 
@@ -64,7 +63,7 @@ class Options(NamedTuple):
 def _check_inputs(y0, t, opts, gradient):
     """Every bad-input error that can be raised before solving starts (y0 already an array)."""
     method, step_size, max_steps = opts.method, opts.step_size, opts.max_steps
-    if method not in TABLEAUS:
+    if method not in STEPPERS:
         raise ValueError(f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}")
     if gradient not in GRADIENTS:
         raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
@@ -101,7 +100,7 @@ def _check_inputs(y0, t, opts, gradient):
         _check_tolerance(name, getattr(opts, name), yv.dtype)
     for name in ("step_size", "first_step", "max_step"):
         _check_positive(name, getattr(opts, name))
-    if opts.max_step is not None and (TABLEAUS[method].b_err is None or step_size is not None):
+    if opts.max_step is not None and (method in FIXED_STEP or step_size is not None):
         fixed = f"method={method!r}" + (" with a step_size" if step_size is not None else "")
         raise ValueError(
             f"max_step bounds the steps of adaptive methods, but {fixed} takes fixed steps; "

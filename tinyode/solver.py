@@ -38,6 +38,8 @@ class Stats:
         self.nfe = 0
         self.n_steps = 0
         self.n_rejected = 0
+        self.njev = 0  # Jacobian evaluations (implicit methods)
+        self.nlu = 0  # LU factorisations (implicit methods)
         # 8 bytes a step (not a Python float each), so that the adjoint's memory stays flat
         self.step_sizes = array.array("d")
         self.step_times = array.array("d")
@@ -48,6 +50,8 @@ class Stats:
             "nfe": self.nfe,
             "n_steps": self.n_steps,
             "n_rejected": self.n_rejected,
+            "njev": self.njev,
+            "nlu": self.nlu,
             "step_sizes": numpy.frombuffer(self.step_sizes, dtype=float),
             "step_times": numpy.frombuffer(self.step_times, dtype=float),
         }
@@ -67,6 +71,20 @@ def mixed_norm(x, parts):
         v = np.abs(v)
     squares = [np.mean(v[a:b] * v[a:b]) for a, b in parts if b > a]
     return float(np.sqrt(np.max(np.stack(squares))))
+
+
+def _explicit(tableau):
+    return lambda y0, block=None: RungeKutta(tableau, y0)
+
+
+# Every method by name: a factory (y0, block) -> its step object. A step object provides
+# step(f, s, y, h, k0) -> (y1, K), next_slope(f, s1, y1, K), error_ratio(h, K, y, y1, rtol,
+# atol, norm) -> a host float, interpolate(f, s, y, h, K, θ), and `exponent`, the step-size
+# controller's (None: fixed steps). `block`: only the first `block` entries of the flat
+# state feed back into f (the rest is a quadrature, as the adjoint's dL/dθ), so an implicit
+# method needs ∂f/∂y of that block only. tinyode/implicit.py adds the implicit methods.
+STEPPERS = {name: _explicit(tableau) for name, tableau in TABLEAUS.items()}
+FIXED_STEP = {name for name, tableau in TABLEAUS.items() if tableau.b_err is None}
 
 
 # --- the times of a solve ---------------------------------------------------------------------
@@ -163,18 +181,12 @@ class Step:
 class Integration:
     """The state of one solve: its method, dynamics and clock, the outputs so far, the counts."""
 
-    def __init__(self, func, y0, ts, args, method, stats, record, clock=None):
+    def __init__(self, func, y0, ts, args, method, stats, record, clock=None, block=None):
         self.clock = Clock(ts) if clock is None else clock
         self.stats = Stats() if stats is None else stats
         self.f = Dynamics(func, args, self.stats, self.clock.sign, y0)
-        self.rk = RungeKutta(TABLEAUS[method], y0)
-        self.record, self.ys = record, [y0]
-
-    def take(self, step, y, k0):
-        """Advance one planned step from y; returns (y_1, stages, outputs inside it)."""
-        s, h = step.span(self.clock)
-        y1, K = self.rk.step(self.f, s, y, h, k0)
-        return y1, K, self.outputs(step, s, y, h, K)
+        self.rk = STEPPERS[method](y0, block)
+        self.record, self.ys, self.on_step = record, [y0], None
 
     def outputs(self, step, s, y, h, K):
         """The dense output at each output time inside the step (s, h)."""
@@ -194,6 +206,10 @@ class Integration:
         if self.record is not None:
             step.y, step.clock = y, self.clock
             self.record.append(step)
+
+    def stops(self, step, s, y, h, K, y1):
+        """Tell `on_step` of an accepted step; True when it asks to stop (an event found)."""
+        return self.on_step is not None and bool(self.on_step(self, step, s, y, h, K, y1))
 
     def check_budget(self, max_steps, sn):
         if self.stats.n_steps + self.stats.n_rejected >= max_steps:
@@ -231,14 +247,21 @@ def integrate(
     norm=rms_norm,
     stats=None,
     record=None,
+    on_step=None,
+    block=None,
 ):
     """Solve y' = func(y, t, *args) from ts[0] through every ts[i]; returns [y(ts[i])].
 
     `ts` may be traced (backprop): step control always uses its raw values.
     `record`, a list, receives one `Step` per accepted step (with its starting
     state), which is what "checkpoint" replays. `max_step` bounds adaptive steps.
+    `on_step(run, step, s, y, h, K, y1)`, if given, is called after each accepted step
+    (s, h: its start and size in the solver's time s = sign·t; the step's dense output is
+    `run.rk.interpolate(run.f, s, y, h, K, θ)`); returning True stops the solve there.
+    `block`: see STEPPERS.
     """
-    run = Integration(func, y0, ts, args, method, stats, record)
+    run = Integration(func, y0, ts, args, method, stats, record, block=block)
+    run.on_step = on_step
     k0 = run.f(y0, run.clock.output(0))
     _check_slope(k0, y0)
     run.check_finite(k0, run.clock.raw[0])
@@ -270,8 +293,11 @@ def fixed_steps(run, y0, k0, step_size, max_steps):
             step = Step(sn, nxt - sn, start=at, stop=end, land=i if end[0] == i else None)
             if sn != raw[0]:
                 k0 = run.f(y, run.clock.time(sn, at))
-            y1, _, outs = run.take(step, y, k0)
-            run.accept(step, y, y1, outs)
+            s, h = step.span(run.clock)
+            y1, K = run.rk.step(run.f, s, y, h, k0)
+            run.accept(step, y, y1, [])  # a fixed step lands on its output: none inside it
+            if run.stops(step, s, y, h, K, y1):
+                return
             # The one host value of a fixed step (no error estimate to catch NaN); a
             # non-finite k0 makes y1 non-finite, so this check covers it too.
             run.check_finite(y1, sn)
@@ -292,6 +318,8 @@ def adaptive_steps(run, y0, k0, h, controller, max_steps):
             i_out = len(raw)
         s, h_try = step.span(run.clock)
         run.accept(step, y, y1, run.outputs(step, s, y, h_try, K))
+        if run.stops(step, s, y, h_try, K, y1):
+            return
         sn = raw[-1] if step.land is not None else sn + step.h
         y, k0 = y1, run.rk.next_slope(run.f, run.clock.time(sn, (0, sn - raw[0])), y1, K)
 
@@ -375,17 +403,17 @@ class Controller:
         return h * (0.2 if self.nonfinite else min(1.0, max(0.2, 0.9 * ratio**-self.alpha)))
 
 
-def replay_step(func, ts, args, method, step, y, stats=None):
+def replay_step(func, ts, args, method, step, y, stats=None, block=None):
     """One recorded step replayed on (possibly traced) ts, args and y: (y_1, its outputs).
 
     The times are those of the forward solve (no host read), as expressions of ts.
 
     What "checkpoint" records on the tape: the same arithmetic as the forward step.
     """
-    run = Integration(func, y, ts, args, method, stats, None, clock=step.clock.on(ts))
-    k0 = run.f(y, run.clock.time(step.sn, step.start))
-    y1, _, outs = run.take(step, y, k0)
-    return y1, outs
+    run = Integration(func, y, ts, args, method, stats, None, step.clock.on(ts), block)
+    s, h = step.span(run.clock)
+    y1, K = run.rk.step(run.f, s, y, h, run.f(y, s))
+    return y1, run.outputs(step, s, y, h, K)
 
 
 def _check_slope(k, y0):
