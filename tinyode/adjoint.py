@@ -25,6 +25,7 @@ import tinyad
 import tinyad.numpy as np
 from tinyad import getval
 from tinyad.backend import array_module
+from tinyad.replay import Replay
 
 from .errors import BacksolveWarning, SolverError
 from .odeint import forward, solve
@@ -52,11 +53,15 @@ def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info):
         """f on a flat z: the dynamics as the augmented state sees them."""
         return np.ravel(func(np.reshape(z, shape), t, *argdef.rebuild(leaves)))
 
+    # One vjp of f per evaluation of the augmented dynamics: f is traced once and its tape
+    # replayed on each new (z, t, θ) when it can be (tinyad/replay.py), else traced again.
+    f_vjp = Replay(f)
+
     def augmented(s, t, leaves):
         """d/dt [z, a, dL/dθ, dL/dt] = [f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t]."""
         z, a = s[:n], s[n : 2 * n]
-        dz, f_vjp = tinyad.vjp(f, z, t, leaves)
-        da, dt, dleaves = f_vjp(-a)
+        dz, pull = f_vjp(z, t, leaves)
+        da, dt, dleaves = pull(-a)
         if not tinyad.isbox(dt) and array_module(dt) is not xp:
             dt = xp.zeros((), dtype)  # f ignores t: its zero cotangent was made like t, on the host
         dtheta = [np.ravel(d) for d in dleaves]  # θ's leaves packed into the state vector
