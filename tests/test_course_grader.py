@@ -165,7 +165,7 @@ def test_one_wrong_vjp_loses_exactly_its_points_with_a_message(course, tmp_path)
     (message,) = [m for item, _, m in results if item.name == "matmul_vjp_B"]
     first = message.splitlines()[1]
     # The function and the case, the worst entry, both values, the relative error: 2x is 100%.
-    assert "my_matmul_vjp_B(g, ans, A, B) with A 3x4, B 4x2" in first
+    assert "my_matmul_vjp_B(g, ans, A, B) with A of shape (3, 4), B of shape (4, 2)" in first
     assert re.search(r"worst entry \(\d+, \d+\): got -?[\d.]+(e-?\d+)?, expected -?[\d.]+", first)
     assert "relative error 1 " in first, first
     assert "Traceback" not in message
@@ -217,7 +217,7 @@ def test_tampering_changes_no_grade(course, how, tmp_path):
     cell = TAMPERING[how]
     blank_nb = write_notebook(tmp_path / "blank.ipynb", assignment, blank, [cell])
     if how != "exit early":  # the tampering itself ran: the last cell raised nothing
-        last = len(json.load(open(blank_nb))["cells"]) - 1
+        last = len(json.load(open(blank_nb))["cells"])  # cells are numbered from 1
         assert last not in cell_errors(assignment, blank_nb, tmp_path), how
     results, _ = grader.grade(assignment, blank_nb, refs, timeout=120)
     assert scores(results) == {item.name: 0 for item in assignment.items}, how
@@ -307,3 +307,37 @@ def test_mutants_are_caught_by_their_own_item(course, name):
     assert len(caught) >= 0.9 * len(bugs), f"{name}: missed {missed}"
     unfair = [(m.what, msg) for m, is_bug, score, msg in report if not is_bug and score == 0]
     assert not unfair, f"{name}: right rewrites that lost points: {unfair}"
+
+
+def test_unreadable_and_incomplete_notebooks_get_messages(course, tmp_path):
+    assignment, refs = course["01_vjps"]
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{ not a notebook")
+    results, _ = grader.grade(assignment, str(broken), refs, timeout=120)
+    assert scores(results) == {item.name: 0 for item in assignment.items}
+    assert all("could not be run" in message for _, _, message in results)
+
+    def without_tanh(source):  # the student deleted the definition of my_tanh_vjp
+        return source.replace("def my_tanh_vjp(", "def renamed_tanh_vjp(")
+
+    notebook = write_notebook(tmp_path / "renamed.ipynb", assignment, without_tanh)
+    results, _ = grader.grade(assignment, notebook, refs, timeout=120)
+    expected = {item.name: item.points for item in assignment.items}
+    expected["tanh_vjp"] = 0
+    assert scores(results) == expected
+    (message,) = [m for item, _, m in results if item.name == "tanh_vjp"]
+    assert "the notebook does not define 'my_tanh_vjp'" in message
+    assert "NameError" in message  # and which cell raised because of it
+
+
+def test_memory_is_limited(course, tmp_path):
+    """A cell that asks for 8 GiB fails alone; the rest is graded."""
+    assignment, refs = course["01_vjps"]
+    notebook = write_notebook(
+        tmp_path / "greedy.ipynb", assignment, None, ["hog = bytearray(8 * 2**30)"]
+    )
+    last = len(json.load(open(notebook))["cells"])  # cells are numbered from 1
+    errors = cell_errors(assignment, notebook, tmp_path)
+    assert errors == {last: f"MemoryError (notebook cell {last}, line 1)"}
+    results, _ = grader.grade(assignment, notebook, refs, timeout=120)
+    assert scores(results) == {item.name: item.points for item in assignment.items}

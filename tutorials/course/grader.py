@@ -203,39 +203,50 @@ def compare_arrays(got, expected, rtol, atol):
 
 
 def check_values(item, values, errors, expected):
-    """Failures of one submission's values on `item`, one sentence each (empty: full marks)."""
+    """Failures of one submission's values on `item` as (check, problem) pairs (empty: full
+    marks); `check` is None for a failure of the whole item."""
     if item.judge is not None and not errors:
-        return list(item.judge(values, expected))
+        return [(None, problem) for problem in item.judge(values, expected)]
     failures = []
     for key, want in expected.items():
         if key in errors:
-            failures.append(f"{key}: {errors[key]}")
+            failures.append((key, errors[key]))
         elif "*" in errors:
-            failures.append(errors["*"])
+            failures.append((None, errors["*"]))
         elif key not in values:
-            failures.append(f"{key}: no value")
+            failures.append((key, "no value"))
         elif isinstance(want, numpy.ndarray):
             got = values[key]
             if not isinstance(got, numpy.ndarray):
-                failures.append(f"{key}: got {got!r}, expected an array")
+                failures.append((key, f"got {got!r}, expected an array"))
                 continue
             problem = compare_arrays(got, want, item.rtol, item.atol)
             if problem:
-                failures.append(f"{key}: {problem}")
+                failures.append((key, problem))
         elif values[key] != want:
-            failures.append(f"{key}: got {values[key]!r}, expected {want!r}")
+            failures.append((key, f"got {values[key]!r}, expected {want!r}"))
     return failures
 
 
 def summarize(failures, total):
-    """The message of an item: 'ok' or its first failures, each once."""
+    """The message of an item: 'ok', or its failures, one line per distinct problem (an
+    error shared by many checks, such as an unanswered stub, is said once)."""
     if not failures:
         return f"ok ({total} checks)"
-    unique = list(dict.fromkeys(failures))
-    lines = unique[:SHOWN_FAILURES]
-    if len(unique) > SHOWN_FAILURES:
-        lines.append(f"... and {len(unique) - SHOWN_FAILURES} more")
-    return f"{len(failures)} of {total} checks failed:\n" + "\n".join(lines)
+    groups = {}
+    for key, problem in failures:
+        groups.setdefault(problem, []).append(key)
+    lines = []
+    for problem, keys in groups.items():
+        if len(keys) == 1 or keys[0] is None:
+            lines.append(f"{keys[0]}: {problem}" if keys[0] else problem)
+        else:
+            more = f"{len(keys) - 1} more check" + ("s" if len(keys) > 2 else "")
+            lines.append(f"{keys[0]} (and {more}): {problem}")
+    shown = lines[:SHOWN_FAILURES]
+    if len(lines) > SHOWN_FAILURES:
+        shown.append(f"... and {len(lines) - SHOWN_FAILURES} more")
+    return f"{len(failures)} of {total} checks failed:\n" + "\n".join(shown)
 
 
 def cell_context(load):
@@ -272,7 +283,7 @@ def judge_submission(assignment, out, references, status, only=None):
         values, errors, _ = reported
         failures = check_values(item, values, errors, expected)
         message = summarize(failures, len(expected))
-        if failures and any("does not define" in f for f in failures):
+        if failures and any("does not define" in problem for _, problem in failures):
             message += cell_context(load)
         results.append((item, 0 if failures else item.points, message))
     return results

@@ -27,7 +27,7 @@ NOTEBOOK = "vjps.ipynb"
 
 
 def shape_text(shape):
-    return "scalar" if shape == () else "x".join(map(str, shape))
+    return f"of shape {tuple(shape)}"
 
 
 def vjp_probes(ns, vjp_name, argnum, traced_forward, args, kwargs, seed):
@@ -39,7 +39,7 @@ def vjp_probes(ns, vjp_name, argnum, traced_forward, args, kwargs, seed):
     g = r.standard_normal(ans.shape)
     w = r.standard_normal(numpy.shape(args[argnum]))
     options = "".join(f", {k}={v}" for k, v in kwargs.items())
-    case = ", ".join(f"{n} {shape_text(numpy.shape(a))}" for n, a in zip(names, args)) + options
+    case = ", ".join(f"{n} {shape_text(numpy.shape(a))}" for n, a in zip(names, args))
     call = f"{vjp_name}(g, ans, {', '.join(names)}{options})"
 
     yield f"{call} with {case}", lambda: vjp(g, ans, *args, **kwargs)

@@ -206,25 +206,34 @@ def probe_backward(ns):
         tape = G.Tape(1)
         return tape, record(G, tape, G.cos, tape.push(None, b))
 
-    walks = {
-        "sum(sin(x) * exp(x)) from its output": lambda: backward(*_at(chain()), 1.0),
-        "sum(sin((X + b)^2)) from its output, b broadcast": lambda: backward(
-            *_at(broadcast(), "out"), 1.0
+    walks = {  # description: (the walk, the input records it must reach)
+        "sum(sin(x) * exp(x)) from its output": (lambda: backward(*_at(chain()), 1.0), [0]),
+        "sum(sin((X + b)^2)) from its output, b broadcast": (
+            lambda: backward(*_at(broadcast(), "out"), 1.0),
+            [0, 1],
         ),
-        "(X + b)^2 from its record, g an array": lambda: backward(*_at(broadcast(), "p"), g34),
-        "exp(X) (a branch off the output) from its record": lambda: backward(
-            *_at(broadcast(), "dead"), numpy.ones((3, 4))
+        "(X + b)^2 from its record, g an array": (
+            lambda: backward(*_at(broadcast(), "p"), g34),
+            [0, 1],
         ),
-        "sum(sum(A @ X, axis=1)) from its output": lambda: backward(*_at(matmul()), 1.0),
-        "cos(b), one record after the input": lambda: backward(*_at(one_step()), b),
+        "exp(X) (a branch off the output) from its record": (
+            lambda: backward(*_at(broadcast(), "dead"), numpy.ones((3, 4))),
+            [0],
+        ),
+        "sum(sum(A @ X, axis=1)) from its output": (lambda: backward(*_at(matmul()), 1.0), [0]),
+        "cos(b), one record after the input": (lambda: backward(*_at(one_step()), b), [0]),
     }
-    for text, walk in walks.items():
+    for text, (walk, inputs) in walks.items():
         walk = memo(walk)
         yield (
             f"backward of {text}: the records returned",
             lambda w=walk: Exact(sorted(int(k) for k in w())),
         )
-        yield f"backward of {text}: the cotangents", lambda w=walk: _cotangents(w())
+        for k in inputs:
+            yield (
+                f"backward of {text}: the cotangent of record {k}",
+                lambda w=walk, k=k: _get(w(), k),
+            )
 
 
 def _at(built, name=None):
@@ -233,9 +242,10 @@ def _at(built, name=None):
     return tape, out.index
 
 
-def _cotangents(cts):
-    """The cotangents in the order of their record indices, as one flat vector."""
-    return numpy.concatenate([numpy.ravel(numpy.asarray(cts[k], float)) for k in sorted(cts)])
+def _get(cts, index):
+    if index not in cts:
+        raise LookupError(f"backward returned no cotangent for record {index}")
+    return cts[index]
 
 
 def probe_nested(ns):

@@ -134,7 +134,8 @@ def judge_train(got, expected):
         return [f"{THETA_KEY}: shape {shape}, expected {ref.shape}"]
     n = got.get("the number of losses it returned")
     if not isinstance(n, numpy.ndarray) or n.shape != () or n != TRAIN_ITERS:
-        failures.append(f"train returned {n} losses for num_iters={TRAIN_ITERS}")
+        count = int(n) if isinstance(n, numpy.ndarray) and n.size == 1 else n
+        failures.append(f"train returned {count} losses for num_iters={TRAIN_ITERS}")
     mine, best, start = trained_loss(theta), trained_loss(ref), trained_loss(model()["theta0"])
     if not numpy.isfinite(mine) or mine > 1.5 * best:
         failures.append(
