@@ -19,9 +19,9 @@ import pytest
 
 import tinyad
 import tinyad.numpy as np
-from tinyode import METHODS, SolverError
-from tinyode.errors import NoEventError
-from tinyode.events import illinois, odeint_event
+from tinyode import METHODS, NoEventError, SolverError, odeint_event
+from tinyode.events import fixed_step, illinois
+from tinyode.solver import Stats
 
 GRADIENTS = ("adjoint", "backprop", "checkpoint")
 H0, V0, G = 10.0, 2.0, 9.81
@@ -261,6 +261,41 @@ def test_nonlinear_gradients_match_finite_differences(gradient):
     ]
     for name, ours, fd in zip(("y0", "t0", "c", "w2"), grads, reference):
         assert onp.allclose(ours, fd, rtol=1e-6, atol=1e-8), (name, ours, fd)
+
+
+def test_locating_costs_no_evaluations_of_func():
+    # dopri5 (FSAL): f(y0), the initial-step probe, then 6 per step tried; the samples and the
+    # root finder read the dense output only
+    _, _, info = ball_event(H0, V0, G, full_output=True)
+    assert info["nfe"] == 2 + 6 * (info["n_steps"] + info["n_rejected"])
+    assert info["n_event_evals"] >= 5 * info["n_steps"]  # 5 samples a step, then the root finder
+    # rk4: the rule's f(y0), then 4 per step: each fixed step's Hermite interpolant takes the
+    # slope at its end from the next step, so checking inside steps costs nothing either
+    _, _, info = ball_event(H0, V0, G, method="rk4", full_output=True)
+    assert info["nfe"] == 1 + 4 * info["n_steps"]
+    y0 = onp.array([H0, V0])
+    assert info["step_size"] == fixed_step(ball, y0, 0.0, (G,), "rk4", 1e-7, Stats())
+    # the step holding t*, and the one after it that gave the slope at its end
+    assert info["n_steps"] == math.ceil(((V0 + S) / G) / info["step_size"]) + 1
+
+
+def test_the_gradient_reports_its_cost():
+    infos = []
+
+    def impact_time(h0):
+        t_event, _, info = ball_event(h0, V0, G, full_output=True)
+        infos.append(info)
+        return t_event
+
+    tinyad.grad(impact_time)(H0)
+    (info,) = infos
+    back = info["backward"]  # the solve to t*, its adjoint, and one f at the event
+    assert back["nfe"] > info["nfe"] and back["n_steps"] >= info["n_steps"]
+
+
+def test_euler_out_of_steps_says_why():
+    with pytest.raises(NoEventError, match=r"within max_steps=500.*euler takes fixed steps of"):
+        ball_event(H0, V0, G, method="euler", max_steps=500)
 
 
 def test_second_derivative_of_the_event_time():

@@ -2,13 +2,14 @@
 
 Three parts, each on its own below:
 
-1. **Search** (raw values, nothing on a tape). Inside every accepted step [t_a, t_b]
-   the event function g(t) = event_fn(y(t), t, *args) is sampled on the step's dense
-   output at m points (m = the interpolant's order + 1), not only at the step's end:
-   so a dip of g below zero and back within one step is seen (diffrax #507 checks
-   step ends only and misses it). The samples are walked in time order and the first
-   wanted sign change is the event, so of two crossings in one step the earlier wins
-   (diffrax #639). A zero at t0 has no sign: it is not an event (torchdiffeq #285).
+1. **Search** (raw values, nothing on a tape). One solve from t0 towards t_max;
+   after every accepted step [t_a, t_b] the event function g(t) = event_fn(y(t), t)
+   is sampled on the step's dense output at m points (m = the interpolant's order + 1),
+   not only at the step's end: so a dip of g below zero and back within one step is
+   seen (diffrax #507 checks step ends only and misses it). The samples are walked in
+   time order and the first wanted sign change is the event, so of two crossings in
+   one step the earlier wins (diffrax #639). A zero at t0 has no sign: it is not an
+   event (torchdiffeq #285). The solve stops at the step holding the event.
 2. **Location**: Illinois's regula falsi on the interpolant, to |Δt| ≤ 1e-12·max(1, |t|).
    The event time returned is the end of the last bracket where g has already changed
    sign, so a new solve started there does not find the same crossing again.
@@ -29,13 +30,12 @@ Three parts, each on its own below:
        dL = (z̄ − λ ∂g/∂z) · ∂Φ − λ ∂g/∂θ.
 
    Φ is an ordinary `odeint(func, z0, [t0, t*], *args)` in the chosen gradient mode,
-   so every mode works, with gradients wrt z0, t0 and args, and one backward solve
-   serves t_event and y_event together. The forward pass does not solve again: its
-   values come from the search.
+   so every mode works, with gradients wrt z0, t0 and args (and to higher order),
+   and one backward solve serves t_event and y_event together. The forward pass does
+   not solve twice: its values come from the search.
 
-The IFT needs the solve that differentiates to be the one that found t*: fixed-step
-methods (no error estimate to choose steps from) take the one constant step
-`fixed_step` picks at t0, and the gradient solve takes the same.
+Fixed-step methods have no error estimate to choose steps from: they take the one
+constant step `fixed_step` picks at t0, and the gradient's solve takes the same.
 """
 
 import math
@@ -47,21 +47,14 @@ import tinyad
 import tinyad.numpy as np
 from tinyad import getval, isbox
 from tinyad.backend import array_module
-from tinyad.tree import tree_unflatten
+from tinyad.tree import tree_flatten, tree_unflatten
 
 from .errors import NoEventError, SolverError
-from .odeint import (
-    Options,
-    PytreeState,
-    _as_array,
-    _check_inputs,
-    _numbers_only,
-    _stacking,
-    odeint,
-    split_args,
-)
-from .solver import BufferedStepper, Stats, integrate, rms_norm
+from .odeint import METHODS, odeint
+from .solver import FIXED_STEP, Stats, integrate, rms_norm
 from .tableaus import TABLEAUS
+
+GRADIENTS = ("adjoint", "backprop", "checkpoint")
 
 # --- 1. the search: the first wanted sign change among the samples of g ------------------------
 
@@ -147,7 +140,87 @@ def illinois(G, a, b, ga, gb):
     return b
 
 
-# --- the solver's accepted steps, each with its interpolant --------------------------------------
+# --- the solve: each accepted step with its interpolant -----------------------------------------
+
+# The solver's last-step test needs a finite end time: t_max = ±inf solves towards the
+# largest float instead (reached only if max_steps is not).
+_FAR = float(numpy.finfo(float).max)
+
+
+def search(p, scan):
+    """One raw solve from t0 towards t_max, stopped at the step that holds the event.
+
+    Each accepted step's interpolant is the method's dense output. Fixed-step methods
+    have none: their step is the cubic Hermite through both ends' values and slopes,
+    and the slope at the end is the next step's k0, so each fixed step is checked when
+    the next has been taken (the last one with one more evaluation of f).
+    """
+    waiting = {}  # fixed steps: the step waiting for the slope at its end
+
+    def check_fixed(k_b):
+        sign, s, y, h, y1, k_a = waiting.pop("step")
+
+        def dense(t):
+            return y1 if t == sign * (s + h) else hermite(y, k_a, y1, k_b, h, (sign * t - s) / h)
+
+        return scan.step(sign * s, sign * (s + h), dense, 4)
+
+    def on_step(run, step, s, y, h, K, y1):
+        sign = run.clock.sign  # the solver's time is s = sign·t, always increasing
+        if p.method in FIXED_STEP:
+            found = "step" in waiting and check_fixed(K[0])  # K[0] = f at this step's start
+            waiting["step"], waiting["f"] = (sign, s, y, h, y1, K[0]), run.f
+            return found
+
+        def dense(t):
+            if t == sign * (s + h):
+                return y1
+            return run.rk.interpolate(run.f, s, y, h, K, (sign * t - s) / h)
+
+        return scan.step(sign * s, sign * (s + h), dense, samples_per_step(run.rk))
+
+    t_end = p.t_max if math.isfinite(p.t_max) else math.copysign(_FAR, p.t_max)
+    out_of_steps = None
+    try:
+        integrate(
+            p.rhs,
+            p.z0,
+            numpy.array([p.t0, t_end]),
+            p.args,
+            method=p.method,
+            rtol=p.rtol,
+            atol=p.atol,
+            step_size=p.step_size,
+            max_steps=p.max_steps,
+            stats=p.stats,
+            on_step=on_step,
+        )
+    except SolverError as e:
+        if p.stats.n_steps + p.stats.n_rejected < p.max_steps:
+            raise  # not the budget: a step size underflow, a non-finite f
+        out_of_steps = e
+    if scan.found is None and "step" in waiting:  # the last fixed step, with f at its end
+        _, s, _, h, y1, _ = waiting["step"]
+        check_fixed(waiting["f"](y1, s + h))
+    if scan.found is None:
+        raise _no_event(p, scan) from out_of_steps
+    return scan.found
+
+
+def samples_per_step(stepper):
+    """m: the interpolant's order + 1 samples of g per step (4 for a cubic)."""
+    return (getattr(stepper.tab, "dense_order", None) or 3) + 1
+
+
+def hermite(y_a, k_a, y_b, k_b, h, theta):
+    """The cubic Hermite interpolant of a step of size h at θ ∈ [0, 1], from its ends'
+    values and slopes (an O(h⁴) interpolant, as Hairer & Wanner I, II.6)."""
+    return (
+        (1 + 2 * theta) * (1 - theta) ** 2 * y_a
+        + theta * (1 - theta) ** 2 * h * k_a
+        + theta * theta * (3 - 2 * theta) * y_b
+        + theta * theta * (theta - 1) * h * k_b
+    )
 
 
 def fixed_step(func, z0, t0, args, method, rtol, stats):
@@ -156,86 +229,34 @@ def fixed_step(func, z0, t0, args, method, rtol, stats):
     τ = ‖z0‖ / ‖f(z0, t0)‖ (RMS norms) is the time in which z moves by its own size,
     p the method's order: a p-th order method's global error is about (h/τ)^p relative
     to z, so this h aims it at rtol. τ = 1 when z0 or f(z0, t0) is zero. rk4 at the
-    default rtol=1e-7 takes about 56 steps per τ; euler needs a loose rtol.
+    default rtol=1e-7 takes about 56 steps per τ; euler needs a loose rtol (1e-3: 1000).
     """
-    tab = TABLEAUS[method]
     stats.nfe += 1
-    f0 = func(z0, t0, *args)
-    size, speed = rms_norm(getval(z0)), rms_norm(getval(f0))
+    size, speed = rms_norm(getval(z0)), rms_norm(getval(func(z0, t0, *args)))
     tau = size / speed if size > 0 and speed > 0 else 1.0
-    return tau * rtol ** (1.0 / tab.order)
-
-
-def _hermite(t_a, h, y_a, f_a, y_b, f_b):
-    """The cubic Hermite interpolant of a step from its ends' values and slopes."""
-
-    def dense(t):
-        s = (t - t_a) / h
-        return (
-            (1 + 2 * s) * (1 - s) ** 2 * y_a
-            + s * (1 - s) ** 2 * h * f_a
-            + s * s * (3 - 2 * s) * y_b
-            + s * s * (s - 1) * h * f_b
-        )
-
-    return dense
-
-
-def samples_per_step(method):
-    """m: the interpolant's order + 1 (the cubic Hermite's 3 for fixed-step methods)."""
-    return (TABLEAUS[method].dense_order or 3) + 1
-
-
-def search(p, scan):
-    """PROTOTYPE (until the solver loop has a per-step hook): solve in windows of growing
-    length, replaying each recorded step to get its interpolant. Fills scan.found."""
-    tab, m = TABLEAUS[p.opts.method], samples_per_step(p.opts.method)
-    sign = 1.0 if p.t_max > p.t0 else -1.0
-    z, t_a = p.z0, p.t0
-    span = abs(p.t_max - p.t0) if math.isfinite(p.t_max) else 1.0
-    kwargs = p.opts.solve_kwargs()
-    while True:
-        t_b = p.t_max if abs(p.t_max - t_a) <= span else t_a + sign * span
-        record = []
-        try:
-            ys = integrate(
-                p.rhs, z, numpy.array([t_a, t_b]), p.args, stats=p.stats, record=record, **kwargs
-            )
-        except SolverError:
-            if p.stats.n_steps + p.stats.n_rejected < p.opts.max_steps:
-                raise
-            ys = None  # max_steps ran out: look for the event in the steps taken so far
-        for step in record:
-            replay = BufferedStepper(p.rhs, p.args, tab, Stats(), step.y)
-            k1 = p.rhs(step.y, step.tn, *p.args)
-            y1, ks = replay.step(step.tn, step.y, step.hs, k1)
-            if tab.dense_p is None:
-                f1 = p.rhs(y1, step.tn + step.hs, *p.args)
-                dense = _hermite(step.tn, step.hs, step.y, k1, y1, f1)
-            else:
-                dense = (lambda tn, y, hs, ks, r: lambda t: r.dense(tn, y, hs, ks, (t - tn) / hs))(
-                    step.tn, step.y, step.hs, ks, replay
-                )
-            if scan.step(step.tn, step.tn + step.hs, dense, m):
-                return
-        if ys is None or t_b == p.t_max:
-            raise _no_event(p, scan)
-        z, t_a, span = ys[-1], t_b, 4 * span
+    return tau * rtol ** (1.0 / TABLEAUS[method].order)
 
 
 def _no_event(p, scan):
     """NoEventError at t_max, or where max_steps ran out first."""
     t_last, g_last = scan.last
+    reached_end = t_last == p.t_max
     where = (
         f"before t_max={p.t_max:g}"
-        if t_last == p.t_max
-        else f"within max_steps={p.opts.max_steps} (t_max={p.t_max:g})"
+        if reached_end
+        else f"within max_steps={p.max_steps} (t_max={p.t_max:g})"
     )
     way = {1: "upward ", -1: "downward ", 0: ""}[p.direction]
+    fixed = (
+        f" {p.method} takes fixed steps of {p.step_size:.3g} here (tinyode.events.fixed_step): "
+        "a looser rtol takes fewer."
+        if p.step_size is not None and not reached_end
+        else ""
+    )
     return NoEventError(
         f"no event {where}: event_fn did not change sign {way}between t0={p.t0:g} and "
         f"t={t_last:g} (after {p.stats.n_steps} steps); its last value was {g_last:.6g}. "
-        "Raise t_max or max_steps, or check event_fn and direction"
+        f"Raise t_max or max_steps, or check event_fn and direction.{fixed}"
     )
 
 
@@ -253,41 +274,52 @@ def event_primitive(z0, t0, *theta, p):
 
 def event_vjp(argnums, g, packed, z0, t0, *theta, p):
     """(dL/dz0, dL/dt0, *dL/dθ) by the implicit function theorem (module docstring)."""
-    t_bar, z_bar = g[0], np.reshape(g[1:], np.shape(z0)).astype(getval(z0).dtype)
-    t_star, z_star = packed[0], np.reshape(packed[1:], np.shape(z0)).astype(getval(z0).dtype)
-    t_fixed = getval(t_star)  # Φ's end time is held fixed; t*'s own motion is the IFT's
+    dtype, shape = getval(z0).dtype, np.shape(z0)
+    t_bar, z_bar = g[0], np.reshape(g[1:], shape).astype(dtype)
+    t_star, z_star = packed[0], np.reshape(packed[1:], shape).astype(dtype)
 
     # ∂g/∂z, ∂g/∂t, ∂g/∂θ at the event (one vjp of event_fn) and f there (one call of func)
     def event_value(z, t, *theta):
-        return p.event_fn(z, t, *p.argdef.rebuild(theta))
+        return p.event_fn(z, t, *p.rebuild(theta))
 
     _, g_vjp = tinyad.vjp(event_value, z_star, t_star, *theta)
     g_z, g_t, *g_theta = g_vjp(np.ones((), getval(packed).dtype))
-    f_star = p.rhs(z_star, t_star, *p.argdef.rebuild(theta))
+    f_star = p.rhs(z_star, t_star, *p.rebuild(theta))
     speed = np.sum(g_z * f_star) + g_t  # dg/dt along the solution at t*
     if float(getval(speed)) == 0:
         raise ValueError(
-            f"event_fn crosses zero at t={float(t_fixed):.15g} with zero speed "
+            f"event_fn crosses zero at t={float(getval(t_star)):.15g} with zero speed "
             "(∂g/∂y·f + ∂g/∂t = 0): the event time is not differentiable there"
         )
     lam = (t_bar + np.sum(z_bar * f_star)) / speed
 
-    # Φ: the solve to the fixed end time t*, differentiated in the chosen gradient mode
+    # Φ: the solve to t*, held fixed (t*'s own motion is the IFT's), in the chosen mode
+    t_fixed = getval(t_star)
     resolve = {}
 
     def solve_map(z0, t0, *theta):
         ys, info = odeint(
-            p.rhs, z0, np.stack([t0, t_fixed]), *p.argdef.rebuild(theta), **p.odeint_kwargs
+            p.rhs,
+            z0,
+            np.stack([t0, t_fixed]),
+            *p.rebuild(theta),
+            method=p.method,
+            rtol=p.rtol,
+            atol=p.atol,
+            step_size=p.step_size,
+            max_steps=p.max_steps,
+            gradient=p.gradient,
+            full_output=True,
         )
         resolve.update(info)
         return ys[-1]
 
     _, phi_vjp = tinyad.vjp(solve_map, z0, t0, *theta)
     z0_bar, t0_bar, *theta_bar = phi_vjp(z_bar - lam * g_z)
+    # The gradient's cost: the solve to t*, its backward pass, and the one f above.
     back = resolve.get("backward", {})
     p.info["backward"] = {
-        k: resolve[k] + back.get(k, 0) + (1 if k == "nfe" else 0)
-        for k in ("nfe", "n_steps", "n_rejected")
+        k: resolve[k] + back.get(k, 0) + (k == "nfe") for k in ("nfe", "n_steps", "n_rejected")
     }
     theta_bar = [a - lam * b for a, b in zip(theta_bar, g_theta)]
     return (z0_bar, t0_bar, *theta_bar)
@@ -297,10 +329,6 @@ tinyad.defvjp_all(event_primitive, event_vjp)
 
 
 # --- odeint_event ---------------------------------------------------------------------------------
-
-
-class Problem:
-    """One odeint_event call after its checks: flat state z, raw values, options."""
 
 
 def odeint_event(
@@ -331,111 +359,148 @@ def odeint_event(
     time by the implicit function theorem, Chen, Amos & Nickel 2021). Fixed-step
     methods take the constant step `tinyode.events.fixed_step` chooses.
     `full_output=True` also returns `info`: the search's nfe, n_steps, n_rejected,
-    n_event_evals, step_size (fixed-step methods); after a gradient, `info["backward"]`.
+    step_sizes, step_times, n_event_evals, and step_size (fixed-step methods); after
+    a gradient, `info["backward"]` holds its nfe, n_steps, n_rejected.
     """
-    p = Problem()
-    if direction not in (-1, 0, 1) or isinstance(direction, bool):
-        raise ValueError(
-            f"direction must be 1 (upward), -1 (downward) or 0 (either), got {direction!r}"
-        )
-    if not callable(event_fn):
-        raise TypeError(f"event_fn must be a function event_fn(y, t, *args), got {event_fn!r}")
-    p.direction, p.event_fn_user = direction, event_fn
-    t0v = _scalar_time("t0", t0)
-    if not math.isfinite(t0v):
-        raise ValueError(f"t0 must be finite, got {t0v}")
-    p.t0 = t0v
-    p.t_max = _scalar_time("t_max", t_max)
-    if math.isnan(p.t_max) or p.t_max == t0v:
-        raise ValueError(
-            f"t_max must differ from t0={t0v:g} (a later time, or an earlier one to solve "
-            f"backwards; numpy.inf by default), got {p.t_max}"
-        )
-    t_check = p.t_max if math.isfinite(p.t_max) else t0v + (1.0 if p.t_max > t0v else -1.0)
-
-    if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
-        state = PytreeState(y0)
-        z0, rhs = state.z0, state.wrap(func)
-        structured = lambda z: tree_unflatten(state.treedef, state.leaves(z))  # noqa: E731
-        unpack = structured
-    else:
-        z0, rhs = _as_array(y0), _stacking(func)
-        structured = unpack = None
-    opts = Options(
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        step_size=None,
-        first_step=None,
-        max_steps=max_steps,
-        max_step=None,
-        adjoint_rtol=rtol,
-        adjoint_atol=atol,
-        adjoint_norm="full",
-        norm_parts=None,
-    )
-    _check_inputs(z0, numpy.array([t0v, t_check]), opts, gradient)
-    theta, argdef = split_args(args)
-    traced = any(map(isbox, [z0, t0, *theta]))
-    if traced and getval(z0).dtype.kind == "c":
-        raise TypeError(
-            "odeint_event cannot differentiate through a complex state: tinyad does not "
-            "differentiate complex numbers. Solve the real and imaginary parts as one real state"
-        )
-
-    def event_flat(z, t, *a):
-        return event_fn(structured(z) if structured else z, t, *a)
-
-    p.rhs, p.event_fn, p.argdef = rhs, event_flat, argdef
-    p.z0 = getval(z0)
-    p.args = argdef.rebuild([getval(x) for x in theta])
-    p.stats = Stats()
-    n_g = [0]
-
-    def g_raw(z, t):
-        n_g[0] += 1
-        return _event_value(event_flat(z, t, *p.args), t)
-
-    if TABLEAUS[method].b_err is None:
-        opts = opts._replace(step_size=fixed_step(rhs, p.z0, t0v, p.args, method, rtol, p.stats))
-    p.opts = opts
-    p.odeint_kwargs = dict(
-        method=method,
-        rtol=rtol,
-        atol=atol,
-        step_size=opts.step_size,
-        max_steps=max_steps,
-        gradient=gradient,
-        full_output=True,
-    )
-    scan = Scan(g_raw, direction, t0v, p.z0, g_raw(p.z0, t0v))
-    search(p, scan)
-    p.found = scan.found
+    p = EventProblem(func, y0, t0, event_fn, args, direction, t_max, method, rtol, atol,
+                     max_steps, gradient)  # fmt: skip
+    p.found = search(p, Scan(p.g_raw, direction, p.t0, p.z0, p.g_raw(p.z0, p.t0)))
     p.info = info = p.stats.as_dict()
-    info["n_event_evals"] = n_g[0]
-    if opts.step_size is not None:
-        info["step_size"] = opts.step_size
+    info["n_event_evals"] = p.n_event_evals
+    if p.step_size is not None:
+        info["step_size"] = p.step_size
 
-    t0_in = t0 if isbox(t0) else numpy.asarray(t0v)
-    packed = event_primitive(z0, t0_in, *theta, p=p)
+    packed = event_primitive(p.z0_in, p.t0_in, *p.theta, p=p)
     t_event = packed[0]
-    z_event = np.reshape(packed[1:], np.shape(z0)).astype(getval(z0).dtype)
-    y_event = unpack(z_event) if unpack else z_event
+    z_event = np.reshape(packed[1:], p.shape).astype(p.dtype)
+    y_event = p.unflatten(z_event) if p.unflatten else z_event
     return (t_event, y_event, info) if full_output else (t_event, y_event)
+
+
+class EventProblem:
+    """One odeint_event call after its checks: the flat state z, the args split into θ
+    (floating-point leaves, differentiated) and constants, raw values for the search."""
+
+    def __init__(self, func, y0, t0, event_fn, args, direction, t_max, method, rtol, atol,
+                 max_steps, gradient):  # fmt: skip
+        if isinstance(direction, bool) or direction not in (-1, 0, 1):
+            raise ValueError(
+                f"direction must be 1 (upward), -1 (downward) or 0 (either), got {direction!r}"
+            )
+        if not callable(event_fn):
+            raise TypeError(f"event_fn must be a function event_fn(y, t, *args), got {event_fn!r}")
+        if method not in METHODS:
+            raise ValueError(
+                f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}"
+            )
+        if gradient not in GRADIENTS:
+            raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
+        for name, v in (("rtol", rtol), ("atol", atol)):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
+            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        self.direction, self.method, self.gradient = direction, method, gradient
+        self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
+
+        self.t0 = _scalar_time("t0", t0)
+        if not math.isfinite(self.t0):
+            raise ValueError(f"t0 must be finite, got {self.t0}")
+        self.t_max = _scalar_time("t_max", t_max)
+        if math.isnan(self.t_max) or self.t_max == self.t0:
+            raise ValueError(
+                f"t_max must differ from t0={self.t0:g} (a later time, or an earlier one to "
+                f"solve backwards; numpy.inf by default), got {self.t_max}"
+            )
+        self.t0_in = t0 if isbox(t0) else numpy.asarray(self.t0)
+
+        # The state as one array z: y0 itself, or a pytree's leaves flattened into one vector.
+        if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
+            z0, unflatten = tinyad.flatten(y0)
+            self.rhs = lambda z, t, *a: tinyad.flatten(func(unflatten(z), t, *a))[0]
+            self.event_fn = lambda z, t, *a: event_fn(unflatten(z), t, *a)
+            self.unflatten = unflatten
+        else:
+            z0 = _as_array(y0)
+            self.rhs = lambda z, t, *a: _stacked(func(z, t, *a))
+            self.event_fn, self.unflatten = event_fn, None
+        self.z0_in, self.z0 = z0, getval(z0)
+        self.shape, self.dtype = self.z0.shape, self.z0.dtype
+        xp = array_module(self.z0)
+        if not bool(xp.all(xp.isfinite(self.z0))):
+            raise ValueError("y0 must be finite; it contains NaN or inf")
+
+        # args: the floating-point leaves θ are differentiated, the rest are constants
+        leaves, treedef = tree_flatten(args)
+        slots = [i for i, x in enumerate(leaves) if _differentiable(x)]
+        self.theta = [leaves[i] for i in slots]
+
+        def rebuild(theta):
+            filled = list(leaves)
+            for i, x in zip(slots, theta):
+                filled[i] = x
+            return tree_unflatten(treedef, filled)
+
+        self.rebuild = rebuild
+        self.args = rebuild([getval(x) for x in self.theta])
+        if self.dtype.kind == "c" and any(map(isbox, [z0, t0, *self.theta])):
+            raise TypeError(
+                "odeint_event cannot differentiate through a complex state: tinyad does not "
+                "differentiate complex numbers. Solve the real and imaginary parts as one "
+                "real state"
+            )
+
+        self.stats, self.n_event_evals = Stats(), 0
+        self.step_size = None
+        if method in FIXED_STEP:
+            self.step_size = fixed_step(self.rhs, self.z0, self.t0, self.args, method, rtol,
+                                        self.stats)  # fmt: skip
+
+    def g_raw(self, z, t):
+        """event_fn on raw values, as a host float (counted in n_event_evals)."""
+        self.n_event_evals += 1
+        return _event_value(self.event_fn(z, t, *self.args), t)
 
 
 def _scalar_time(name, t):
     """A time given as a number or a 0-d array (traced or not) as a host float."""
     v = getval(t)
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
     if (
-        getattr(v, "shape", ()) != ()
-        or not (
-            isinstance(v, numbers.Real) or getattr(getattr(v, "dtype", None), "kind", "") in "fiu"
-        )
-        or isinstance(v, bool)
+        isinstance(v, bool)
+        or getattr(v, "shape", ()) != ()
+        or not (isinstance(v, numbers.Real) or kind in ("f", "i", "u"))
     ):
         raise ValueError(f"{name} must be a number (a scalar time), got {t!r}")
     return float(v)
+
+
+def _numbers_only(tree):
+    """A (nested) list or tuple of numbers (0-d values, traced or not): an array y0."""
+    if isinstance(tree, (list, tuple)):
+        return all(_numbers_only(x) for x in tree)
+    v = getval(tree)
+    return isinstance(v, numbers.Number) or getattr(v, "shape", None) == ()
+
+
+def _as_array(y0):
+    """y0 as an array, converted as numpy does (integers become float64)."""
+    if isbox(y0):
+        return y0
+    if isinstance(y0, (list, tuple)):
+        return np.array(y0) if any(map(isbox, tree_flatten(y0)[0])) else numpy.asarray(y0, float)
+    v = y0 if hasattr(y0, "dtype") else numpy.asarray(y0)
+    return v.astype(numpy.float64) if v.dtype.kind in "biu" else array_module(v).asarray(v)
+
+
+def _stacked(dy):
+    """A list or tuple func returns for an array state, stacked (as scipy does)."""
+    return np.array(dy) if isinstance(dy, (list, tuple)) else dy
+
+
+def _differentiable(x):
+    """A leaf of args to differentiate: a traced value or a real float (array)."""
+    return isbox(x) or isinstance(x, float) or getattr(getattr(x, "dtype", None), "kind", "") == "f"
 
 
 def _event_value(v, t):
@@ -446,12 +511,8 @@ def _event_value(v, t):
             "or vjp): odeint_event differentiates only y0, t0 and args. Pass it through args: "
             "odeint_event(func, y0, t0, event_fn, theta) with event_fn(y, t, theta)"
         )
-    size = getattr(v, "size", 1)
-    if (
-        size != 1
-        or getattr(getattr(v, "dtype", None), "kind", "f") not in "fiub"
-        or isinstance(v, complex)
-    ):
+    kind = getattr(getattr(v, "dtype", None), "kind", None)
+    if getattr(v, "size", 1) != 1 or isinstance(v, complex) or kind not in (None, "f", "i", "u"):
         shape = getattr(v, "shape", None)
         raise ValueError(
             f"event_fn(y, t, *args) must return a real scalar, got {type(v).__name__}"

@@ -3,7 +3,7 @@
     python tests/bench/run_all.py --out tests/bench/results.md
     python tests/bench/run_all.py --only B1,B3 --rounds 5      # a quicker look
 
-Each workload lives in its own module (b1_tape.py ... b6_floor.py) with a
+Each workload lives in its own module (b1_tape.py ... b9_events.py) with a
 `run(rounds)` function returning `Section`s (rows, notes, goals). Peers
 (autograd, torch, torchdiffeq, scipy) are optional: a missing one is reported
 and its comparisons skipped. numpy and torch run on one thread (common.py sets
@@ -25,6 +25,7 @@ WORKLOADS = {
     "B5": "b5_memory",
     "B6": "b6_floor",
     "B7": "b7_forward",
+    "B9": "b9_events",
 }
 
 
