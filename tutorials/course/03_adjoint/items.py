@@ -118,11 +118,19 @@ def probe_train(ns):
 
 
 def trained_loss(theta):
-    """The model's loss at `theta`, computed in this process by tinyode's own RK4."""
+    """The model's loss at `theta`, computed in this process by tinyode's own RK4 (inf when
+    the solve overflows: a diverged training)."""
     m = model()
     step = m["T1"] / m["N_STEPS"]
-    z1 = tinyode.odeint(m["f"], m["Z0"], [0.0, m["T1"]], theta, method="rk4", step_size=step)[-1]
-    return float(m["loss"](z1, m["TARGET"]))
+    try:
+        with numpy.errstate(all="ignore"):
+            z1 = tinyode.odeint(
+                m["f"], m["Z0"], [0.0, m["T1"]], theta, method="rk4", step_size=step
+            )
+            loss = float(m["loss"](z1[-1], m["TARGET"]))
+    except tinyode.SolverError:  # a non-finite derivative
+        return numpy.inf
+    return loss if numpy.isfinite(loss) else numpy.inf
 
 
 def judge_train(got, expected):
