@@ -4,6 +4,7 @@ import tinyode
 ys = tinyode.odeint(func, y0, t, *args)      # func(y, t, *args) -> dy/dt
 """
 
+from . import adjoint, backprop, checkpoint  # noqa: F401  (the gradient modes register)
 from .errors import BacksolveWarning, NoEventError, SolverError, StiffnessWarning
 from .events import odeint_event
 from .layer import ODELayer

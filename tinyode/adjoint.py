@@ -7,13 +7,12 @@ For a loss L of the outputs z(t_i), the adjoint a(t) = dL/dz(t) obeys
     d(dL/dt)/dt = −aᵀ ∂f/∂t
 
 Solved backwards from t_N, together with z itself (dz/dt = f), as one ODE on
-the augmented state [z, a, dL/dθ, dL/dt]. Between outputs the state is carried
-by `solve` (the same odeint, so this backward pass is itself differentiable);
-at each t_i the cotangent of ys[i] is added to a. All three products come from
-one `tinyad.vjp` of f per evaluation: no Jacobian is ever built.
+the augmented state {z, a, dL/dθ, dL/dt}, a pytree. Between outputs the state is
+carried by `odeint` itself (in this same gradient mode, so the backward pass is
+differentiable in turn); at each t_i the cotangent of ys[i] is added to a. All
+three products come from one vjp of f per evaluation: no Jacobian is ever built.
 """
 
-import builtins
 import math
 import os
 import sys
@@ -26,11 +25,12 @@ import tinyad.numpy as np
 from tinyad import getval
 from tinyad.backend import array_module
 from tinyad.replay import Replay
+from tinyad.tree import tree_map
 
 from .errors import BacksolveWarning, SolverError
-from .odeint import forward, solve
-from .solver import rms_norm
-from .tableaus import TABLEAUS
+from .inputs import split_args
+from .odeint import STRATEGIES, forward, refuse_traced_closure, solve
+from .solver import FIXED_STEP, rms_norm
 
 # Warn when the reconstructed z is off by 10× more than both what the tolerances allow and
 # what the solves' own errors explain (see _check_drift).
@@ -38,107 +38,125 @@ DRIFT_FACTOR = 10.0
 
 
 @tinyad.primitive
-def odeint_adjoint(y0, t, *leaves, func, argdef, opts, info):
-    return forward(y0, t, leaves, func, argdef, opts, info)
+def odeint_adjoint(y0, t, *theta, func, argdef, opts, info):
+    return forward(y0, t, theta, func, argdef, opts, info)
 
 
-def adjoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info):
-    """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys, by backward solves of the augmented state."""
-    shape, n = np.shape(y0), int(np.size(y0))
-    p = builtins.sum(int(np.size(x)) for x in leaves)
-    dtype = getval(ys).dtype
-    xp = array_module(getval(ys))  # numpy or CuPy: the new arrays join the state's module
-
-    def f(z, t, leaves):
-        """f on a flat z: the dynamics as the augmented state sees them."""
-        return np.ravel(func(np.reshape(z, shape), t, *argdef.rebuild(leaves)))
-
-    # One vjp of f per evaluation of the augmented dynamics: f is traced once and its tape
-    # replayed on each new (z, t, θ) when it can be (tinyad/replay.py), else traced again.
-    f_vjp = Replay(f)
-
-    def augmented(s, t, leaves):
-        """d/dt [z, a, dL/dθ, dL/dt] = [f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t]."""
-        z, a = s[:n], s[n : 2 * n]
-        dz, pull = f_vjp(z, t, leaves)
-        da, dt, dleaves = pull(-a)
-        if not tinyad.isbox(dt) and array_module(dt) is not xp:
-            dt = xp.zeros((), dtype)  # f ignores t: its zero cotangent was made like t, on the host
-        dtheta = [np.ravel(d) for d in dleaves]  # θ's leaves packed into the state vector
-        return np.concatenate([dz, da, *dtheta, np.reshape(dt, (1,)).astype(dtype)])
-
-    parts = ((0, n), (n, 2 * n), (2 * n, 2 * n + p), (2 * n + p, 2 * n + p + 1))
-    backward_opts = opts._replace(
+def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info):
+    """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys: per output interval, from t_i back to t_{i-1},
+    one `odeint` of the augmented state {z, a, dL/dθ, dL/dt}; at each t_i, g_i joins a."""
+    dynamics = Augmented(func, argdef, getval(ys).dtype)
+    backward = dict(  # the options of the backward solves
+        opts._asdict(),
         rtol=opts.adjoint_rtol,
         atol=opts.adjoint_atol,
-        step_size=_backward_step(opts),
-        first_step=None,
-        # "seminorm" leaves dL/dθ and dL/dt out of the error norm (Kidger, Chen & Lyons 2021)
-        norm_parts=parts[:2] if opts.adjoint_norm == "seminorm" else parts,
+        first_step=None,  # Hairer's initial step on the first interval, then carried
     )
+    del backward["norm"], backward["block"]
+    norm = _seminorm if opts.adjoint_norm == "seminorm" else _mixed_norm
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
     forward_steps = _forward_steps(info, t)
-
-    def resolve(z, i):
-        """z solved forward again from t_{i-1} to t_i, on raw values (for _check_drift); its
-        evaluations of func count in info["backward"]["nfe"]."""
-        scratch = {}
-        theta = [getval(x) for x in leaves]
-        z_i = forward(
-            np.reshape(z, shape), getval(t)[i - 1 : i + 1], theta, func, argdef, opts, scratch
-        )[1]
-        counts["nfe"] += scratch["nfe"]
-        return np.ravel(z_i)
-
-    a = np.ravel(g[-1])
-    dtheta = xp.zeros(p, dtype=dtype)  # dL/dθ, all of θ's leaves as one vector
-    dt0 = xp.zeros(1, dtype=dtype)  # accumulates dL/dt_0
+    xp = array_module(getval(ys))
+    state = {
+        "z": ys[-1],
+        "a": g[-1],
+        "L_theta": [xp.zeros(np.shape(x), dtype=dynamics.dtype) for x in theta],  # dL/dθ
+        "L_t": xp.zeros((), dtype=dynamics.dtype),  # dL/dt_0, accumulated
+    }
     t_bars = []
     for i in range(len(ys) - 1, 0, -1):
-        z_i = np.ravel(ys[i])
         if 1 in argnums:  # dL/dt wanted (one more evaluation of f per output time)
             # Moving t_i moves the measurement along the trajectory: dL/dt_i = g_iᵀ f(z(t_i), t_i).
-            t_bar = np.sum(np.ravel(g[i]) * f(z_i, t[i], leaves))
+            t_bar = np.sum(g[i] * func(ys[i], t[i], *argdef.rebuild(theta)))
             counts["nfe"] += 1
             t_bars.append(t_bar)
-            dt0 = dt0 - t_bar
-        state = np.concatenate([z_i, a, dtheta, dt0])
-        times = np.stack([t[i], t[i - 1]])
-        try:
-            path, sub = solve(augmented, state, times, (list(leaves),), backward_opts, "adjoint")
-            # The next interval starts with the step size this one ended with (the last
-            # accepted step before the one clipped onto the output time).
-            backward_opts = backward_opts._replace(first_step=float(sub["step_sizes"][-2:][0]))
-        except SolverError as e:
-            raise SolverError(
-                f"the adjoint's backward solve from t={float(getval(t[i])):.6g} to "
-                f"t={float(getval(t[i - 1])):.6g} failed: {e}. Solving z backwards is unstable "
-                'on this problem (stiff or chaotic dynamics): use gradient="checkpoint", or '
-                "more output times so the backward solve restarts from stored states"
-            ) from e
+            state["L_t"] = state["L_t"] - t_bar
+        state["z"] = ys[i]  # restart from the stored state (a drifted z is not carried on)
+        path, sub = _backward_solve(dynamics, state, t, i, theta, backward, norm)
+        backward["first_step"] = float(sub["step_sizes"][-2:][0])  # carried to the next interval
         for k in counts:
             counts[k] += sub[k]
-        s = path[1]
+        state = tree_map(lambda x: x[1], path)  # the state at t_{i-1}
         steps = int(forward_steps[i - 1]) + sub["n_steps"]
-        _check_drift(s[:n], ys, i, t, opts, steps, resolve)
-        a = s[n : 2 * n] + np.ravel(g[i - 1])
-        dtheta, dt0 = s[2 * n : 2 * n + p], s[2 * n + p :]
+        resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
+        _check_drift(np.ravel(state["z"]), ys, i, t, opts, steps, resolve)
+        state["a"] = state["a"] + g[i - 1]
     info["backward"] = counts
     dt = None
     if 1 in argnums:
-        dt = np.concatenate([dt0, np.stack(t_bars[::-1])]) if t_bars else dt0
-        dt = np.reshape(dt, np.shape(t))
-    dleaves, start = [], 0
-    for x in leaves:  # unpack dL/dθ into the shapes of θ's leaves
-        size = int(np.size(x))
-        dleaves.append(np.reshape(dtheta[start : start + size], np.shape(x)))
-        start += size
-    return (np.reshape(a, shape), dt, *dleaves)
+        dt = np.reshape(np.stack([state["L_t"], *t_bars[::-1]]), np.shape(t))
+    return (state["a"], dt, *state["L_theta"])
 
 
-def _backward_step(opts):
-    """Fixed-step methods take the same step size backwards."""
-    return opts.step_size
+class Augmented:
+    """The augmented dynamics d/dt {z, a, L_θ, L_t} = {f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t},
+    where L_θ = dL/dθ and L_t = dL/dt.
+
+    All three products come from one vjp of f per evaluation. f is traced once and its
+    tape replayed on each new (z, t, θ) when it can be (tinyad/replay.py). Only z and a
+    feed back into the dynamics; L_θ and L_t are quadratures (`feedback`, for implicit
+    methods: they need ∂/∂(z, a) only).
+    """
+
+    feedback = ("a", "z")
+
+    def __init__(self, func, argdef, dtype):
+        self.vjp = Replay(lambda z, t, theta: func(z, t, *argdef.rebuild(theta)))
+        self.dtype = dtype
+
+    def __call__(self, state, t, theta):
+        dz, pull = self.vjp(state["z"], t, theta)
+        da, dt, dtheta = pull(-state["a"])
+        xp = array_module(getval(dz))
+        if not tinyad.isbox(dt) and array_module(dt) is not xp:
+            dt = xp.zeros((), self.dtype)  # f ignores t: its zero cotangent was made on the host
+        return {"z": dz, "a": da, "L_theta": list(dtheta), "L_t": np.astype(dt, self.dtype)}
+
+
+def _backward_solve(dynamics, state, t, i, theta, options, norm):
+    """(path, info) of the augmented state from t_i back to t_{i-1}, by odeint's own solve in
+    this gradient mode, so that the backward pass is differentiable in turn."""
+    times = np.stack([t[i], t[i - 1]])
+    try:
+        return solve(dynamics, state, times, (list(theta),), options, "adjoint", norm)
+    except SolverError as e:
+        raise SolverError(
+            f"the adjoint's backward solve from t={float(getval(t[i])):.6g} to "
+            f"t={float(getval(t[i - 1])):.6g} failed: {e}. Solving z backwards is unstable "
+            'on this problem (stiff or chaotic dynamics): use gradient="checkpoint", or '
+            "more output times so the backward solve restarts from stored states"
+        ) from e
+
+
+def _mixed_norm(e):
+    """The largest RMS norm of the parts z, a, dL/dθ, dL/dt, each on its own scale (as
+    torchdiffeq does); one host value."""
+    return _largest_rms([e["z"], e["a"], *e["L_theta"], e["L_t"]])
+
+
+def _seminorm(e):
+    """z and a only: dL/dθ and dL/dt feed nothing back (Kidger, Chen & Lyons 2021)."""
+    return _largest_rms([e["z"], e["a"]])
+
+
+def _largest_rms(parts):
+    squares = [np.mean(getval(x) * getval(x)) for x in parts if np.size(x)]
+    return float(np.sqrt(np.max(np.stack(squares))))
+
+
+def _resolver(func, argdef, theta, t, opts, counts, shape):
+    """z solved forward again from t_{i-1} to t_i, on raw values (for _check_drift); its
+    evaluations of func count in info["backward"]["nfe"]."""
+
+    def resolve(z, i):
+        scratch = {}
+        raw = [getval(x) for x in theta]
+        z0 = np.reshape(z, shape)
+        z_i = forward(z0, getval(t)[i - 1 : i + 1], raw, func, argdef, opts, scratch)[1]
+        counts["nfe"] += scratch["nfe"]
+        return np.ravel(z_i)
+
+    return resolve
 
 
 def _check_drift(z_back, ys, i, t, opts, steps, resolve):
@@ -199,8 +217,7 @@ def _check_drift(z_back, ys, i, t, opts, steps, resolve):
 def _relative_norm(x, z, opts):
     """RMS(x) in units of the tolerance at the state z: atol + rtol·RMS(z), and rtol·RMS(z)
     for fixed-step solves (no tolerance holds their error to an absolute floor)."""
-    tab = TABLEAUS.get(opts.method)  # an implicit method is not here: it is adaptive
-    fixed = opts.step_size is not None or (tab is not None and tab.b_err is None)
+    fixed = opts.step_size is not None or opts.method in FIXED_STEP
     rtol = max(opts.rtol, opts.adjoint_rtol)
     atol = 0.0 if fixed else max(opts.atol, opts.adjoint_atol)
     scale = max(atol + rtol * rms_norm(z), sys.float_info.min)  # z ≡ 0: still a number
@@ -231,3 +248,15 @@ def _forward_steps(info, t):
 
 
 tinyad.defvjp_all(odeint_adjoint, adjoint_vjp)
+
+
+def solve_adjoint(func, z0, t, args, opts):
+    """(ys, info): the solve as one primitive whose vjp is the adjoint method."""
+    info = {}
+    theta, argdef = split_args(args)
+    ys = odeint_adjoint(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
+    refuse_traced_closure(ys, "adjoint")
+    return ys, info
+
+
+STRATEGIES["adjoint"] = solve_adjoint

@@ -11,7 +11,8 @@ the result equals "backprop" (to rounding), without backsolve's instability.
 import tinyad
 import tinyad.numpy as np
 
-from .odeint import forward
+from .inputs import split_args
+from .odeint import STRATEGIES, forward, refuse_traced_closure
 from .solver import Stats, replay_step
 
 
@@ -30,7 +31,8 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, mem
     def replay(y, t, *leaves, step):
         """One recorded step: returns [y_{n+1}, outputs inside the step] as one flat vector."""
         stats = Stats()
-        y1, outs = replay_step(func, t, argdef.rebuild(leaves), opts.method, step, y, stats)
+        args = argdef.rebuild(leaves)
+        y1, outs = replay_step(func, t, args, opts.method, step, y, stats, opts.block)
         nfe[0] += stats.nfe
         return np.concatenate([np.ravel(v) for v in [y1, *outs]])
 
@@ -59,3 +61,15 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, mem
 
 
 tinyad.defvjp_all(odeint_checkpoint, checkpoint_vjp)
+
+
+def solve_checkpoint(func, z0, t, args, opts):
+    """(ys, info): the solve as one primitive that keeps its steps for the backward pass."""
+    info = {}
+    theta, argdef = split_args(args)
+    ys = odeint_checkpoint(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info, memo={})
+    refuse_traced_closure(ys, "checkpoint")
+    return ys, info
+
+
+STRATEGIES["checkpoint"] = solve_checkpoint

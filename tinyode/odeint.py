@@ -1,30 +1,41 @@
-"""`odeint`: check the input, then solve in one of three gradient modes.
+"""`odeint`: check the input, put it in the solver's form, solve in one gradient mode.
 
-- "adjoint": the whole solve is one tinyad primitive whose vjp is the adjoint
-  method (tinyode/adjoint.py); nothing per step is kept.
-- "backprop": the solver loop runs on traced values; every step is on the tape.
-- "checkpoint": one primitive that keeps each accepted step's starting state and
-  replays the steps under the tape on the way back (tinyode/checkpoint.py).
+The gradient modes are strategies, each in its own module, registered here by name:
 
-Whatever form the user gives (a number, a list, a pytree of arrays), the solver
-sees one float or complex array z and a `func` on it; `odeint` converts on the
-way in and back to the user's structure on the way out.
+- "adjoint" (tinyode/adjoint.py): the whole solve is one tinyad primitive whose vjp
+  is the adjoint method; nothing per step is kept.
+- "backprop" (tinyode/backprop.py): the solver loop runs on traced values; every
+  step is on the tape.
+- "checkpoint" (tinyode/checkpoint.py): one primitive that keeps each accepted
+  step's starting state and replays the steps under the tape on the way back.
+
+The input forms (numbers, lists, pytrees, constant args) live in tinyode/inputs.py.
 """
 
-import numbers
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy
 
-import tinyad.numpy as np
 from tinyad import getval, isbox
 from tinyad.backend import array_module
-from tinyad.tree import tree_flatten, tree_unflatten
+from tinyad.tree import tree_flatten
 
-from .solver import FIXED_STEP, STEPPERS, Stats, integrate, mixed_norm, rms_norm
+from .inputs import (
+    METHODS,
+    PytreeState,
+    _as_array,
+    _as_times,
+    _check_inputs,
+    _numbers_only,
+    _stacking,
+)
+from .solver import Stats, integrate, rms_norm
 
-METHODS = tuple(STEPPERS)  # every method by name, from the tableaus (and implicit.py's)
-GRADIENTS = ("adjoint", "backprop", "checkpoint")
+__all__ = ["odeint", "METHODS", "STRATEGIES"]
+
+# gradient mode -> solve(func, z0, t, args, opts) -> (ys, info); each mode's module adds itself.
+STRATEGIES = {}
 
 
 class Options(NamedTuple):
@@ -38,16 +49,10 @@ class Options(NamedTuple):
     adjoint_rtol: float
     adjoint_atol: float
     adjoint_norm: str
-    # The adjoint's state [z, a, dL/dθ, dL/dt] as (start, stop) parts: its error norm is the
-    # largest RMS norm of a part (each part on its own scale, as torchdiffeq does); the
-    # seminorm lists only z and a. None: one RMS norm over the whole state.
-    norm_parts: tuple | None
+    norm: Callable | None  # of the error, in the solver's flat form; None: the RMS norm
+    block: int | None = None  # the leading part of the flat state that feeds back (solver.py)
 
     def solve_kwargs(self):
-        norm = rms_norm
-        if self.norm_parts is not None:
-            parts = self.norm_parts
-            norm = lambda x: mixed_norm(x, parts)  # noqa: E731
         return dict(
             method=self.method,
             rtol=self.rtol,
@@ -56,291 +61,9 @@ class Options(NamedTuple):
             first_step=self.first_step,
             max_steps=self.max_steps,
             max_step=self.max_step,
-            norm=norm,
+            norm=rms_norm if self.norm is None else self.norm,
+            block=self.block,
         )
-
-
-def _check_inputs(y0, t, opts, gradient):
-    """Every bad-input error that can be raised before solving starts (y0 already an array)."""
-    method, step_size, max_steps = opts.method, opts.step_size, opts.max_steps
-    if method not in STEPPERS:
-        raise ValueError(f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}")
-    if gradient not in GRADIENTS:
-        raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
-    if opts.adjoint_norm not in ("full", "seminorm"):
-        raise ValueError(f"adjoint_norm must be 'full' or 'seminorm', got {opts.adjoint_norm!r}")
-    tv = getval(t)
-    shape = getattr(tv, "shape", None)
-    if shape is None or len(shape) != 1:
-        got = "a scalar" if shape in (None, ()) else f"shape {shape}"
-        raise ValueError(
-            f"t must be a 1-D array of output times, got {got}; e.g. t = np.array([0.0, 1.0])"
-        )
-    times = numpy.asarray(tv.tolist(), dtype=float)
-    if times.size == 0:
-        raise ValueError("t is empty; it needs the initial time t[0] and the output times")
-    if not numpy.all(numpy.isfinite(times)):
-        raise ValueError(f"t must be finite, got {times}")
-    steps = numpy.diff(times)
-    if numpy.any(steps == 0):
-        i = int(numpy.flatnonzero(steps == 0)[0])
-        raise ValueError(
-            f"t has a repeated time {times[i]} (t[{i}] == t[{i + 1}]); "
-            "times must be strictly increasing or strictly decreasing"
-        )
-    if steps.size and not (numpy.all(steps > 0) or numpy.all(steps < 0)):
-        raise ValueError(
-            f"t must be strictly increasing or strictly decreasing (monotonic), got {times}"
-        )
-    yv = getval(y0)
-    xp = array_module(yv)
-    if not bool(xp.all(xp.isfinite(yv))):
-        raise ValueError("y0 must be finite; it contains NaN or inf")
-    for name in ("rtol", "atol", "adjoint_rtol", "adjoint_atol"):
-        _check_tolerance(name, getattr(opts, name), yv.dtype)
-    for name in ("step_size", "first_step", "max_step"):
-        _check_positive(name, getattr(opts, name))
-    if opts.max_step is not None and (method in FIXED_STEP or step_size is not None):
-        fixed = f"method={method!r}" + (" with a step_size" if step_size is not None else "")
-        raise ValueError(
-            f"max_step bounds the steps of adaptive methods, but {fixed} takes fixed steps; "
-            "set step_size instead"
-        )
-    if isinstance(max_steps, bool) or not (isinstance(max_steps, int) and max_steps > 0):
-        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
-
-
-def _check_tolerance(name, v, dtype):
-    """A tolerance is a positive number (or an array of them); an rtol the dtype can meet."""
-    v = getval(v)
-    if isinstance(v, (list, tuple)) and _numbers_only(v):
-        v = numpy.asarray(v)
-    kind = getattr(getattr(v, "dtype", None), "kind", None)
-    if isinstance(v, bool) or not (isinstance(v, numbers.Real) or kind in ("f", "i", "u")):
-        raise TypeError(
-            f"{name} must be a positive number (or an array of them), got {v!r} "
-            f"({type(v).__name__})"
-        )
-    smallest = float(numpy.min(numpy.asarray(v.tolist() if kind else v)))
-    if not smallest > 0:
-        raise ValueError(f"{name} must be positive, got {v}")
-    # Every number of the state carries a relative rounding error of eps: an rtol far below it
-    # cannot be met, and the steps would shrink until max_steps ran out (float32's eps is 1.2e-7,
-    # so rtol=1e-12 on a float32 state is a float64 setting carried over by mistake). scipy's
-    # solve_ivp raises such an rtol with a warning; asking again is clearer than solving to a
-    # tolerance nobody asked for. eps/10 lets the default rtol=1e-7 through for float32.
-    eps = float(numpy.finfo(dtype).eps) if dtype.kind in "fc" else 0.0
-    if name.endswith("rtol") and smallest < eps / 10:
-        raise ValueError(
-            f"{name}={smallest:g} is below what {dtype} can resolve (its machine epsilon is "
-            f"{eps:.3g}): no step can be that accurate, and the solver would shrink its steps "
-            f"until max_steps ran out. Use {name} >= {eps / 10:.3g}, or solve in float64 "
-            "(y0.astype(numpy.float64))"
-        )
-
-
-def _check_positive(name, v):
-    """An optional step option: None, or a positive number."""
-    if v is None:
-        return
-    if isinstance(v, bool) or not isinstance(getval(v), numbers.Real):
-        raise TypeError(f"{name} must be a positive number or None, got {v!r} ({type(v).__name__})")
-    if not v > 0:
-        raise ValueError(f"{name} must be positive, got {v}")
-
-
-# --- the forms of y0 ---------------------------------------------------------------------------
-
-
-def _as_array(x, what="y0"):
-    """One number or array of y0 as a float or complex array, as scipy converts it.
-
-    Integers and bools become float64; a traced value is kept as it is (so its
-    gradient flows: `x[0]` or `np.sum(x)` as y0).
-    """
-    if isbox(x):
-        return x  # tinyad traces float arrays only
-    v = x
-    if isinstance(v, (list, tuple)):
-        if any(map(isbox, tree_flatten(v)[0])):
-            return np.array(v)  # traced numbers among them: stacked on the tape
-        try:
-            v = numpy.asarray(v)
-        except ValueError as e:
-            raise ValueError(f"{what} is a ragged list ({e}); give it one shape") from None
-    if not hasattr(v, "dtype"):
-        v = numpy.asarray(v)  # a Python number
-    kind = v.dtype.kind
-    if kind in "fc":
-        return array_module(v).asarray(v)  # a numpy scalar as a 0-d array
-    if kind in "biu":
-        return v.astype(numpy.float64)
-    raise TypeError(f"{what} must be numbers (float, int or complex), got {v!r} ({v.dtype})")
-
-
-def _numbers_only(tree):
-    """A (nested) list or tuple of numbers, as scipy's users write y0.
-
-    A number is anything 0-d, traced or not (`x[0]`, `np.sum(x)`), so that
-    whether y0 is an array or a pytree never depends on what is differentiated.
-    """
-    if isinstance(tree, (list, tuple)):
-        return all(_numbers_only(x) for x in tree)
-    v = getval(tree)
-    return isinstance(v, numbers.Number) or getattr(v, "shape", None) == ()
-
-
-def _stacking(func):
-    """func for an array state: a list or tuple it returns is stacked, as scipy does."""
-
-    def array_func(y, t, *args):
-        dy = func(y, t, *args)
-        return np.array(dy) if isinstance(dy, (list, tuple)) else dy
-
-    return array_func
-
-
-def _structure(treedef):
-    """A treedef with lists and tuples alike: func may return a list for a tuple state."""
-    if treedef is None:
-        return None
-    kind, keys, children = treedef
-    return ("sequence" if kind in (list, tuple) else kind, keys, [_structure(c) for c in children])
-
-
-class PytreeState:
-    """A pytree y0 (a dict, or a tuple or list holding arrays), solved as one flat vector z.
-
-    `func` receives and returns the pytree; each leaf of the result has a leading
-    time axis, as in JAX's odeint. z has the leaves' common dtype; func sees each
-    leaf in its own dtype.
-    """
-
-    def __init__(self, y0):
-        leaves, self.treedef = tree_flatten(y0)
-        if not leaves:
-            raise ValueError(f"y0 is an empty pytree ({y0!r}); it needs at least one array")
-        leaves = [_as_array(x, "each leaf of y0") for x in leaves]
-        self.shapes = [tuple(np.shape(x)) for x in leaves]
-        self.dtypes = [getval(x).dtype for x in leaves]
-        self.bounds = numpy.cumsum([0] + [int(numpy.prod(s)) for s in self.shapes]).tolist()
-        self.z0 = np.concatenate([np.ravel(x) for x in leaves])
-
-    def leaves(self, z, lead=()):
-        """The leaves held in z[..., :] (with `lead`, the shape of z's leading axes)."""
-        parts = []
-        for a, b, shape, dtype in zip(self.bounds, self.bounds[1:], self.shapes, self.dtypes):
-            part = np.reshape(z[..., a:b], lead + shape)
-            if getval(part).dtype != dtype:
-                part = (np.real(part) if dtype.kind == "f" else part).astype(dtype)
-            parts.append(part)
-        return parts
-
-    def wrap(self, func):
-        """func on the flat z: unpack z into the pytree, pack func's pytree result."""
-
-        def flat_func(z, t, *args):
-            return self.pack(func(tree_unflatten(self.treedef, self.leaves(z)), t, *args))
-
-        return flat_func
-
-    def pack(self, dy):
-        leaves, treedef = tree_flatten(dy)
-        if _structure(treedef) != _structure(self.treedef):
-            expected = tree_unflatten(self.treedef, [_Shape(s) for s in self.shapes])
-            got = tree_unflatten(treedef, [_Shape(x) for x in leaves])
-            raise ValueError(
-                f"func(y, t, *args) returned {got}, but y is {expected}; func must return "
-                "dy/dt with the structure of y"
-            )
-        for path, x, shape in zip(_paths(self.treedef), leaves, self.shapes):
-            if x is None or tuple(np.shape(x)) != shape:
-                raise ValueError(
-                    f"func(y, t, *args) returned {_Shape(x)!r} for y{path}, which has shape "
-                    f"{shape}; each leaf of dy/dt must have the shape of its leaf of y"
-                )
-        return np.concatenate([np.ravel(x) for x in leaves])
-
-    def unpack(self, ys):
-        """ys of shape (len(t), size of z) as the pytree, each leaf shaped (len(t),) + leaf."""
-        return tree_unflatten(self.treedef, self.leaves(ys, lead=tuple(np.shape(ys)[:1])))
-
-
-class _Shape:
-    """A leaf in an error message: its shape (a pytree of these shows a structure)."""
-
-    def __init__(self, x):
-        self.text = (
-            f"array{x}" if isinstance(x, tuple) else "None" if x is None else f"array{np.shape(x)}"
-        )
-
-    def __repr__(self):
-        return self.text
-
-
-def _paths(treedef, prefix=""):
-    """Each leaf's index path, as in y['a'][0]."""
-    if treedef is None:
-        return [prefix]
-    kind, keys, children = treedef
-    names = keys if kind is dict else range(len(children))
-    return [p for k, c in zip(names, children) for p in _paths(c, f"{prefix}[{k!r}]")]
-
-
-def _as_times(t):
-    """A list of times as an array; a traced time inside the list keeps its gradient."""
-    if isinstance(t, (list, tuple)):
-        if any(isbox(x) for x in t):
-            return np.stack([x if isbox(x) else float(x) for x in t])
-        return numpy.asarray(t, dtype=float)
-    tv = getval(t)
-    if not isbox(t) and getattr(getattr(tv, "dtype", None), "kind", None) in ("b", "i", "u"):
-        return t.astype(numpy.float64)
-    return t
-
-
-# --- args ---------------------------------------------------------------------------------------
-
-
-def _differentiable(x):
-    """A leaf of args that the tape may differentiate: a traced value or a real float array."""
-    if isbox(x):
-        return True
-    return isinstance(x, float) or getattr(getattr(x, "dtype", None), "kind", None) == "f"
-
-
-def split_args(args):
-    """(θ, argdef): the floating-point leaves of args, and how to rebuild args from them."""
-    leaves, treedef = tree_flatten(args)
-    slots = [i for i, x in enumerate(leaves) if _differentiable(x)]
-    constants = list(leaves)
-    for i in slots:
-        constants[i] = None  # θ's values are handed to the primitive, not kept here
-    return [leaves[i] for i in slots], ArgsDef(treedef, slots, constants)
-
-
-class ArgsDef:
-    """How to rebuild `args` from θ, its floating-point leaves.
-
-    The other leaves (ints, bools, strings, None, integer arrays) are constants:
-    they are kept here and reach func unchanged, and the tape never sees them.
-    """
-
-    def __init__(self, treedef, slots, constants):
-        self.treedef, self.slots, self.constants = treedef, slots, constants
-        self.all_theta = len(slots) == len(constants)
-
-    def rebuild(self, theta):
-        """args with the leaves θ (raw or traced) put back among the constants."""
-        if self.all_theta:
-            return tree_unflatten(self.treedef, list(theta))
-        leaves = list(self.constants)
-        for i, x in zip(self.slots, theta):
-            leaves[i] = x
-        return tree_unflatten(self.treedef, leaves)
-
-
-# --- odeint -------------------------------------------------------------------------------------
 
 
 def odeint(
@@ -360,6 +83,7 @@ def odeint(
     adjoint_atol=None,
     adjoint_norm="full",
     full_output=False,
+    norm=None,
 ):
     """Solve dy/dt = func(y, t, *args) from y(t[0]) = y0; returns y at every t[i].
 
@@ -371,11 +95,15 @@ def odeint(
     Differentiable under every tinyad transformation with respect to y0, each t[i]
     and every floating-point leaf of args (other leaves are constants), by the
     method `gradient` names. `max_step` bounds the size of adaptive steps.
-    `full_output=True` also returns `info`: nfe, n_steps, n_rejected, step_sizes,
-    step_times; once a gradient has been computed through the solve,
-    `info["backward"]` holds the backward pass's nfe, n_steps, n_rejected.
+    `norm(e)`, of the scaled error e (shaped like y0), replaces the RMS norm of the
+    adaptive step control (torchdiffeq's `norm`). `full_output=True` also returns
+    `info`: nfe, n_steps, n_rejected, njev, nlu, step_sizes, step_times; once a
+    gradient has been computed through the solve, `info["backward"]` holds the
+    backward pass's nfe, n_steps, n_rejected.
+
+    >>> ys = odeint(lambda y, t, k: -k * y, 1.0, np.linspace(0, 1, 5), 0.5)
     """
-    opts = Options(
+    options = dict(
         method=method,
         rtol=rtol,
         atol=atol,
@@ -386,54 +114,50 @@ def odeint(
         adjoint_rtol=rtol if adjoint_rtol is None else adjoint_rtol,
         adjoint_atol=atol if adjoint_atol is None else adjoint_atol,
         adjoint_norm=adjoint_norm,
-        norm_parts=None,
     )
-    t = _as_times(t)
-    if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
-        state = PytreeState(y0)
-        z0, rhs, unpack = state.z0, state.wrap(func), state.unpack
-    else:
-        z0, rhs, unpack = _as_array(y0), _stacking(func), None
-    _check_inputs(z0, t, opts, gradient)
-    if getval(z0).dtype.kind == "c" and any(map(isbox, [z0, t, *tree_flatten(args)[0]])):
-        raise TypeError(
-            "odeint cannot differentiate through a complex state: tinyad does not differentiate "
-            "complex numbers. Solve the real and imaginary parts as one real state "
-            "(y = [Re z, Im z], twice the size) to get gradients"
-        )
-    xp = array_module(getval(z0))
-    if xp is not numpy and type(t) is numpy.ndarray:
-        t = xp.asarray(t)  # host times join the state's device (one explicit copy)
-    ys, info = solve(rhs, z0, t, args, opts, gradient)
-    if unpack is not None:
-        ys = unpack(ys)
+    ys, info = solve(func, y0, _as_times(t), args, options, gradient, norm, checked=False)
     return (ys, info) if full_output else ys
 
 
-def solve(func, y0, t, args, opts, gradient):
-    """`odeint` after its checks: (ys, info). The adjoint's backward pass calls this too."""
-    info = {}
-    if gradient == "backprop":
-        stats = Stats()
-        ys = np.stack(integrate(func, y0, t, args, stats=stats, **opts.solve_kwargs()))
-        info.update(stats.as_dict())
-        return ys, info
-    theta, argdef = split_args(args)
-    if gradient == "adjoint":
-        from .adjoint import odeint_adjoint
-
-        ys = odeint_adjoint(y0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
+def solve(func, y0, t, args, options, gradient, norm=None, checked=True):
+    """odeint's work: y0 in the solver's form (one array z), its checks unless `checked`
+    (the adjoint's backward solves, whose inputs are built right), the strategy's solve,
+    and the result back in y0's form. Returns (ys, info)."""
+    if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
+        state = PytreeState(y0)
+        z0, rhs, unpack, flat_norm = state.z0, state.wrap(func), state.unpack, state.norm(norm)
+        block = state.block(getattr(func, "feedback", None))
     else:
-        from .checkpoint import odeint_checkpoint
+        z0, rhs, unpack, flat_norm, block = _as_array(y0), _stacking(func), None, norm, None
+    opts = Options(**options, norm=flat_norm, block=block)
+    if not checked:
+        _check_inputs(z0, t, opts, gradient)
+        if getval(z0).dtype.kind == "c" and any(map(isbox, [z0, t, *tree_flatten(args)[0]])):
+            raise TypeError(
+                "odeint cannot differentiate through a complex state: tinyad does not "
+                "differentiate complex numbers. Solve the real and imaginary parts as one real "
+                "state (y = [Re z, Im z], twice the size) to get gradients"
+            )
+        xp = array_module(getval(z0))
+        if xp is not numpy and type(t) is numpy.ndarray:
+            t = xp.asarray(t)  # host times join the state's device (one explicit copy)
+    ys, info = STRATEGIES[gradient](rhs, z0, t, args, opts)
+    return (ys if unpack is None else unpack(ys)), info
 
-        ys = odeint_checkpoint(
-            y0, t, *theta, func=func, argdef=argdef, opts=opts, info=info, memo={}
-        )
-    _refuse_traced_closure(ys, gradient)
-    return ys, info
+
+def forward(y0, t, theta, func, argdef, opts, info, record=None):
+    """The forward solve on raw values, shared by the adjoint and checkpoint primitives."""
+    import tinyad.numpy as np
+
+    stats = Stats()
+    ys = integrate(
+        func, y0, t, argdef.rebuild(theta), stats=stats, record=record, **opts.solve_kwargs()
+    )
+    info.update(stats.as_dict())
+    return np.stack(ys)
 
 
-def _refuse_traced_closure(ys, gradient):
+def refuse_traced_closure(ys, gradient):
     """A TypeError when func closed over a value traced on the tape this solve is recorded on.
 
     The primitive solves on raw values, so its result holds Boxes only of tapes
@@ -450,13 +174,3 @@ def _refuse_traced_closure(ys, gradient):
                 'gradient="backprop"'
             )
         level, x = x.tape.level, x.value
-
-
-def forward(y0, t, theta, func, argdef, opts, info, record=None):
-    """The forward solve on raw values, shared by the adjoint and checkpoint primitives."""
-    stats = Stats()
-    ys = integrate(
-        func, y0, t, argdef.rebuild(theta), stats=stats, record=record, **opts.solve_kwargs()
-    )
-    info.update(stats.as_dict())
-    return np.stack(ys)

@@ -41,6 +41,8 @@ class RungeKutta:
         self.dense_a = [row(r) for r in tableau.dense_a]
         self.e = None if tableau.b_err is None else row(tableau.b_err)
         self.e3 = None if tableau.b_err3 is None else row(tableau.b_err3)
+        if tableau.dense_p is not None:  # B_i(θ) = Σ_j P_ij θ^(j+1), kept in float64
+            self.P = self.xp.asarray(numpy.asarray(tableau.dense_p, dtype=float))
         # The step-size controller's exponent: the error estimate shrinks like h^(1/exponent)
         # (dopri8's combined estimate like h^8, as in Hairer's dop853.f).
         if self.e is None:
@@ -97,9 +99,9 @@ class RungeKutta:
             K.append(f(self.combine(y, h, self.dense_a[j], K), t + c * h))
         # B_i(θ) in float64, cast once: dopri8's power-form coefficients reach 545 and cancel,
         # so weights summed in float32 would lose hundreds of ulps of the interpolant.
-        weights = dense_weights(self.tab, theta)
         if isinstance(theta, float):
-            weights = self.xp.asarray(numpy.asarray(weights), dtype=self.dtype)
-        else:  # a traced θ (an output time being differentiated): the weights are on the tape
-            weights = np.astype(np.stack(list(weights)), self.dtype)
+            weights = self.xp.asarray(numpy.asarray(dense_weights(self.tab, theta)), self.dtype)
+        else:  # a traced θ (an output time being differentiated): B(θ) = P·[θ, θ², …] on the tape
+            powers = np.stack([theta ** (j + 1) for j in range(self.P.shape[1])])
+            weights = np.astype(np.matmul(self.P, powers), self.dtype)
         return y + h * K.dot(weights)
