@@ -97,6 +97,62 @@ def test_einsum_general_subscripts(subscripts, shapes):
     check(lambda *ops: np.einsum(subscripts, *ops), *ops)
 
 
+# numpy's sublist form: each operand followed by its axes as integers (Ellipsis for '...')
+EINSUM_SUBLISTS = [
+    ("matmul", [(2, 3), [0, 1], (3, 4), [1, 2], [0, 2]]),
+    ("transpose", [(2, 3), [0, 1], [1, 0]]),
+    ("ellipsis", [(2, 2, 3), [Ellipsis, 0], (3,), [0], [Ellipsis]]),
+    ("three operands", [(2, 3), [0, 1], (3, 4), [1, 2], (4, 2), [2, 3], [0, 3]]),
+]
+# ... and some that autograd 1.9 cannot differentiate (it needs an output sublist, and a
+# letter repeated or summed in the operand differentiated is mistranslated)
+EINSUM_SUBLISTS_BEYOND_AUTOGRAD = [
+    ("implicit output", [(2, 3), [0, 1], (3, 4), [1, 2]]),
+    ("trace", [(3, 3), [0, 0]]),
+    ("diagonal", [(3, 3), [1, 1], [1]]),
+    ("sum over an axis", [(2, 3), [0, 1], [1]]),
+]
+_ALL_SUBLISTS = EINSUM_SUBLISTS + EINSUM_SUBLISTS_BEYOND_AUTOGRAD
+
+
+def _sublist_args(spec):
+    """The einsum arguments with each shape replaced by an array (seeded by its position)."""
+    return [rand(a, seed=k) if isinstance(a, tuple) else a for k, a in enumerate(spec)]
+
+
+@pytest.mark.parametrize("spec", [s for _, s in _ALL_SUBLISTS], ids=[n for n, _ in _ALL_SUBLISTS])
+def test_einsum_sublist_form_forward_backward_and_second_order(spec):
+    args = _sublist_args(spec)
+    at = [k for k, a in enumerate(args) if isinstance(a, numpy.ndarray)]
+
+    def f(*ops):
+        full = list(args)
+        for k, x in zip(at, ops, strict=True):
+            full[k] = x
+        return np.einsum(*full)
+
+    ops = [args[k] for k in at]
+    assert numpy.allclose(f(*ops), numpy.einsum(*args))
+    check(f, *ops)
+
+
+@pytest.mark.parametrize(
+    "spec", [s for _, s in EINSUM_SUBLISTS], ids=[n for n, _ in EINSUM_SUBLISTS]
+)
+def test_einsum_sublist_gradient_matches_autograd(spec):
+    autograd = pytest.importorskip("autograd")
+    anp = pytest.importorskip("autograd.numpy")
+    args = _sublist_args(spec)
+    w = rand(numpy.einsum(*args).shape, seed=9)
+
+    def loss(np_, x):
+        return np_.sum(np_.einsum(x, *args[1:]) * w)
+
+    ours = tinyad.grad(lambda x: loss(np, x))(args[0])
+    theirs = autograd.grad(lambda x: loss(anp, x))(args[0])
+    assert numpy.allclose(ours, theirs, rtol=1e-12, atol=1e-12)
+
+
 def test_outer_and_inner():
     check(np.outer, rand((3,), seed=1), rand((2,), seed=2))
     check(np.outer, rand((2, 2), seed=1), rand((3,), seed=2))

@@ -681,7 +681,26 @@ def _einsum_explicit(subscripts, shapes):
     return inputs, ell + "".join(once)
 
 
-def _einsum_vjp(argnum, g, ans, subscripts, *operands, **kwargs):
+def _einsum_subscripts(args):
+    """(subscripts, the positions of the operands among args) for either form of einsum.
+
+    The sublist form einsum(x, [0, 1], y, [1, 2], [0, 2]) is 'ab,bc->ac' with x, y: each
+    integer becomes a letter (0 is 'a') and Ellipsis becomes '...'.
+    """
+    if isinstance(args[0], str):
+        return args[0], list(range(1, len(args)))
+
+    def letters(sublist):
+        return "".join("..." if s is Ellipsis else _LETTERS[s] for s in sublist)
+
+    n = len(args) // 2  # operand, sublist, operand, sublist, ..., then the output's if given
+    subscripts = ",".join(letters(args[2 * i + 1]) for i in range(n))
+    if len(args) % 2:
+        subscripts += "->" + letters(args[-1])
+    return subscripts, list(range(0, 2 * n, 2))
+
+
+def _einsum_vjp(argnum, g, ans, *args, **kwargs):
     """The cotangent of operand k is an einsum of g with the other operands.
 
     For 'ij,jk->ik' it is 'ik,jk->ij' for the first operand. Two cases need an
@@ -689,11 +708,12 @@ def _einsum_vjp(argnum, g, ans, subscripts, *operands, **kwargs):
     gets an identity matrix, and a letter only operand k has (summed away in
     the forward pass, 'ij->i') gets a vector of ones to broadcast g back.
     """
-    k = argnum - 1
+    subscripts, positions = _einsum_subscripts(args)
+    operands, k = [args[i] for i in positions], positions.index(argnum)
     inputs, output = _einsum_explicit(subscripts, [_shape(x) for x in operands])
     target, shape = inputs[k], _shape(operands[k])
     terms = [output] + inputs[:k] + inputs[k + 1 :]
-    args = [g, *operands[:k], *operands[k + 1 :]]
+    values = [g, *operands[:k], *operands[k + 1 :]]
     xp, dtype = array_module(getval(g)), _dtype(g)
     fresh = iter(c for c in _LETTERS if c not in "".join(inputs) + output)
     result = ""
@@ -701,16 +721,16 @@ def _einsum_vjp(argnum, g, ans, subscripts, *operands, **kwargs):
         if c in result:  # repeated: write a fresh letter and tie it to c with an identity
             f = next(fresh)
             terms.append(c + f)
-            args.append(xp.eye(n, dtype=dtype))
+            values.append(xp.eye(n, dtype=dtype))
             c = f
         result += c
     have = "".join(terms)
     for c, n in zip(target, shape, strict=True):
         if c not in have:
             terms.append(c)
-            args.append(xp.ones(n, dtype=dtype))
+            values.append(xp.ones(n, dtype=dtype))
             have += c
-    return einsum(",".join(terms) + "->" + result, *args)
+    return einsum(",".join(terms) + "->" + result, *values)
 
 
 defvjp_argnum(einsum, _einsum_vjp)
