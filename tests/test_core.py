@@ -272,9 +272,11 @@ def test_trace_prints_one_line_per_primitive_with_shapes_and_bytes():
     names = [line.split()[1] for line in lines[1:-1]]
     assert names == ["input", "input", "matmul", "sin", "sum"]
     assert "(2,)" in lines[3] and "float64" in lines[3]
-    # matmul keeps W (48 B), y (24 B) and its output (16 B)
-    assert lines[3].split()[-2:] == ["88", "B"]
+    # each array is counted where it is first kept: W (48 B), y (24 B), then each output
+    assert [line.split()[-2] for line in lines[1:-1]] == ["48", "24", "16", "16", "8"]
+    assert lines[3].split()[-2:] == ["16", "B"]  # matmul's output
     assert tape.nbytes() == 48 + 24 + 16 + 16 + 8
+    assert lines[-1].startswith("5 records, 112 B")  # the column's sum
     ax = tape.plot()
     labels = [t.get_text() for t in ax.texts if t.get_text()]  # arrows are empty annotations
     assert len(labels) == 5 and labels[2].startswith("2: matmul")

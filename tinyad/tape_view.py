@@ -23,18 +23,20 @@ def _arrays(record):
             yield x
 
 
-def record_bytes(record):
-    """Bytes of the arrays one record holds (its inputs and output) for the backward pass."""
-    return sum(x.nbytes for x in _arrays(record))
+def new_bytes(tape):
+    """For each record, the bytes of the arrays it is the first to keep (its output, and any
+    constant input no earlier record holds): the column sums to what the tape keeps."""
+    seen, column = set(), []
+    for record in tape.records:
+        fresh = [x for x in _arrays(record) if id(x) not in seen]
+        seen.update(id(x) for x in fresh)
+        column.append(sum(x.nbytes for x in {id(x): x for x in fresh}.values()))
+    return column
 
 
 def kept_bytes(tape):
     """Bytes the whole tape keeps alive, each array counted once."""
-    seen = {}
-    for record in tape.records:
-        for x in _arrays(record):
-            seen[id(x)] = x.nbytes
-    return sum(seen.values())
+    return sum(new_bytes(tape))
 
 
 def _fmt_bytes(n):
@@ -46,6 +48,7 @@ def _fmt_bytes(n):
 
 def format_tape(tape):
     rows = [("#", "primitive", "inputs", "shape", "dtype", "keeps")]
+    column = new_bytes(tape)
     for i, record in enumerate(tape.records):
         prim, ans, args, kwargs, parents = record
         ans = getval(ans)
@@ -59,7 +62,7 @@ def format_tape(tape):
                 inputs,
                 str(getattr(ans, "shape", ())),
                 str(dtype),
-                _fmt_bytes(record_bytes(record)),
+                _fmt_bytes(column[i]),
             )
         )
     widths = [max(len(r[k]) for r in rows) for k in range(6)]
