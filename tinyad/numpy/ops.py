@@ -138,14 +138,31 @@ defvjp(cos, lambda g, ans, x: -g * sin(x))
 tan = primitive(onp.tan)
 defvjp(tan, lambda g, ans, x: g * (1 + ans**2))
 
+# Near |x| = 1, 1 − x² is a difference of nearly equal numbers: it keeps only the digits x²
+# has below 1. (1 − x)(1 + x) is exact to rounding there, so these vjps keep every digit.
 arcsin = primitive(onp.arcsin)
-defvjp(arcsin, lambda g, ans, x: g / sqrt(1 - x**2))
+defvjp(arcsin, lambda g, ans, x: g / sqrt((1 - x) * (1 + x)))
 
 arccos = primitive(onp.arccos)
-defvjp(arccos, lambda g, ans, x: -g / sqrt(1 - x**2))
+defvjp(arccos, lambda g, ans, x: -g / sqrt((1 - x) * (1 + x)))
+
+
+def _hypot1(x):
+    """√(x² + 1) without overflow: b·√((x/b)² + (1/b)²) with b = max(|x|, 1).
+
+    x² overflows for |x| > 1e154 (float64), 2e19 (float32), although 1/√(x² + 1) is still
+    representable. b is a constant computed on raw values: the expression equals √(x² + 1)
+    for every b > 0, so its derivatives (second order and up) are those of √(x² + 1) too.
+    """
+    v = getval(x)
+    xp = array_module(v)
+    b = xp.maximum(xp.abs(v), 1)
+    return b * sqrt((x / b) ** 2 + (1 / b) ** 2)
+
 
 arctan = primitive(onp.arctan)
-defvjp(arctan, lambda g, ans, x: g / (1 + x**2))
+# 1/(1 + x²) as (1/h)/h with h = √(x² + 1): neither factor overflows.
+defvjp(arctan, lambda g, ans, x: g / _hypot1(x) / _hypot1(x))
 
 sinh = primitive(onp.sinh)
 defvjp(sinh, lambda g, ans, x: g * cosh(x))
@@ -154,16 +171,31 @@ cosh = primitive(onp.cosh)
 defvjp(cosh, lambda g, ans, x: g * sinh(x))
 
 tanh = primitive(onp.tanh)
-defvjp(tanh, lambda g, ans, x: g * (1 - ans**2))
+
+
+def _tanh_vjp(g, ans, x):
+    """tanh'(x) = 1/cosh²x, as (1/cosh x)².
+
+    Not 1 − tanh²x: tanh x rounds to ±1 long before 1 − tanh²x underflows (|x| ≈ 9 in
+    float32, 19 in float64), and the difference keeps none of its digits. cosh would overflow
+    beyond log(max float), where 1/cosh² is below the smallest float anyway: x is clipped there.
+    """
+    bound = math.log(onp.finfo(_dtype(x)).max)
+    sech = 1 / cosh(clip(x, -bound, bound))
+    return g * sech * sech
+
+
+defvjp(tanh, _tanh_vjp)
 
 arcsinh = primitive(onp.arcsinh)
-defvjp(arcsinh, lambda g, ans, x: g / sqrt(x**2 + 1))
+defvjp(arcsinh, lambda g, ans, x: g / _hypot1(x))
 
 arccosh = primitive(onp.arccosh)
-defvjp(arccosh, lambda g, ans, x: g / sqrt(x**2 - 1))
+# √(x − 1)·√(x + 1): exact near x = 1 (where x² − 1 cancels) and no overflow for large x.
+defvjp(arccosh, lambda g, ans, x: g / (sqrt(x - 1) * sqrt(x + 1)))
 
 arctanh = primitive(onp.arctanh)
-defvjp(arctanh, lambda g, ans, x: g / (1 - x**2))
+defvjp(arctanh, lambda g, ans, x: g / ((1 - x) * (1 + x)))
 
 exp = primitive(onp.exp)
 defvjp(exp, lambda g, ans, x: g * ans)
@@ -172,7 +204,8 @@ exp2 = primitive(onp.exp2)
 defvjp(exp2, lambda g, ans, x: g * ans * math.log(2.0))
 
 expm1 = primitive(onp.expm1)
-defvjp(expm1, lambda g, ans, x: g * (ans + 1))
+# exp(x), not ans + 1: for x < -37 (float64) ans rounds to -1 and ans + 1 to 0.
+defvjp(expm1, lambda g, ans, x: g * exp(x))
 
 log = primitive(onp.log)
 defvjp(log, lambda g, ans, x: g / x)
@@ -256,17 +289,53 @@ def _power_vjp_y(g, ans, x, y):
 defvjp(power, _power_vjp_x, _power_vjp_y)
 
 arctan2 = primitive(onp.arctan2)
-defvjp(
-    arctan2,
-    lambda g, ans, y, x: g * x / (x**2 + y**2),
-    lambda g, ans, y, x: -g * y / (x**2 + y**2),
-)
+
+
+def _arctan2_scaled(y, x):
+    """(x/b, y/b, b) with b = max(|x|, |y|), a constant on raw values (1 where both are 0).
+
+    ∂arctan2(y, x) = (x dy − y dx)/(x² + y²) = ((x/b) dy − (y/b) dx) / (((x/b)² + (y/b)²) b):
+    the same for every b > 0, but x² + y² overflows for large and underflows to 0 for tiny
+    arguments, while (x/b)² + (y/b)² lies in [1, 2].
+    """
+    vx, vy = getval(x), getval(y)
+    xp = array_module(vx)
+    b = xp.maximum(xp.abs(vx), xp.abs(vy))
+    b = xp.where(b == 0, 1, b)
+    return x / b, y / b, b
+
+
+def _arctan2_vjp_y(g, ans, y, x):
+    xs, ys, b = _arctan2_scaled(y, x)
+    return g * xs / ((xs**2 + ys**2) * b)
+
+
+def _arctan2_vjp_x(g, ans, y, x):
+    xs, ys, b = _arctan2_scaled(y, x)
+    return -g * ys / ((xs**2 + ys**2) * b)
+
+
+defvjp(arctan2, _arctan2_vjp_y, _arctan2_vjp_x)
 
 logaddexp = primitive(onp.logaddexp)
+
+
+def _logaddexp_weights(x, y):
+    """(eˣ, eʸ) / (eˣ + eʸ), both exponents shifted by m = max(x, y), a constant on raw values.
+
+    Not exp(x − ans): for large |x|, ans = log(eˣ + eʸ) is rounded to the ulp of x, and
+    x − ans keeps that rounding error as a relative error of the result (hundreds of ulps at
+    x = 1000). x − m and y − m are exact or nearly so, and the ratio does not depend on m.
+    """
+    m = maximum(getval(x), getval(y))
+    ex, ey = exp(x - m), exp(y - m)
+    return ex / (ex + ey), ey / (ex + ey)
+
+
 defvjp(
     logaddexp,
-    lambda g, ans, x, y: g * exp(x - ans),
-    lambda g, ans, x, y: g * exp(y - ans),
+    lambda g, ans, x, y: g * _logaddexp_weights(x, y)[0],
+    lambda g, ans, x, y: g * _logaddexp_weights(x, y)[1],
 )
 
 maximum = primitive(onp.maximum)
@@ -443,10 +512,22 @@ def var(x, axis=None, dtype=None, *, ddof=0, keepdims=False):
     return onp.var(x, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims)
 
 
+def _centered(x, axis):
+    """x − mean x along `axis`, accurate to rounding even when the spread is tiny against the mean.
+
+    Subtracting the rounded mean m leaves its rounding error (an ulp of m) in every entry,
+    all the digits there are when the spread is an ulp or two. So m is a raw constant,
+    d = x − m is exact where x is near m, and d − mean d corrects for m's error: the result is
+    x − mean x whatever m is, so its derivatives are too.
+    """
+    d = x - _as_array(getval(x)).mean(axis=axis, keepdims=True)
+    return d - mean(d, axis=axis, keepdims=True)
+
+
 def _var_vjp(g, ans, x, axis=None, dtype=None, *, ddof=0, keepdims=False):
     """∂var/∂x = 2 (x − mean x) / (n − ddof)."""
     shape = _shape(x)
-    centered = x - mean(x, axis=axis, keepdims=True)
+    centered = _centered(x, axis)
     return _keep(g, shape, axis, keepdims) * centered * (2.0 / (_count(shape, axis) - ddof))
 
 
@@ -462,7 +543,7 @@ def std(x, axis=None, dtype=None, *, ddof=0, keepdims=False):
 def _std_vjp(g, ans, x, axis=None, dtype=None, *, ddof=0, keepdims=False):
     """∂std/∂x = (x − mean x) / ((n − ddof) · std)."""
     shape = _shape(x)
-    centered = x - mean(x, axis=axis, keepdims=True)
+    centered = _centered(x, axis)
     scale = _keep(g, shape, axis, keepdims) / _safe(_keep(ans, shape, axis, keepdims))
     return scale * centered / (_count(shape, axis) - ddof)
 
@@ -506,17 +587,33 @@ def _summed_shape(a, b):
     return _shape(a) if b is None else onp.broadcast_shapes(_shape(a), _shape(b))
 
 
+def _logsumexp_weights(a, b, axis):
+    """exp(a − logsumexp) = exp(a − m) / Σ b·exp(a − m), with m = max a a raw constant.
+
+    Not exp(a − ans): for large |a| the rounding error of ans (an ulp of a) becomes a
+    relative error of the result (hundreds of ulps at a = 1000); a − m is exact or nearly
+    so, and the ratio does not depend on m (so neither do its derivatives).
+    """
+    v = getval(a)
+    xp = array_module(v)
+    if b is not None:  # the entries of weight 0 are left out of m, as in the forward pass
+        v = xp.where(getval(b) != 0, v, -xp.inf)
+    m = xp.max(v, axis=axis, keepdims=True)
+    e = exp(a - xp.where(xp.isfinite(m), m, 0))  # shifted as in the forward pass
+    return e / sum(e if b is None else b * e, axis=axis, keepdims=True)
+
+
 def _logsumexp_vjp_a(g, ans, a, b=None, axis=None, keepdims=False):
     """∂/∂a log Σ b·exp(a) = b·exp(a − logsumexp): softmax(a) when b = 1."""
     shape = _summed_shape(a, b)
-    ct = _keep(g, shape, axis, keepdims) * exp(a - _keep(ans, shape, axis, keepdims))
+    ct = _keep(g, shape, axis, keepdims) * _logsumexp_weights(a, b, axis)
     return ct if b is None else ct * b
 
 
 def _logsumexp_vjp_b(g, ans, a, b=None, axis=None, keepdims=False):
     """∂/∂b log Σ b·exp(a) = exp(a − logsumexp), at the summed shape (a may broadcast)."""
     shape = _summed_shape(a, b)
-    ct = _keep(g, shape, axis, keepdims) * exp(a - _keep(ans, shape, axis, keepdims))
+    ct = _keep(g, shape, axis, keepdims) * _logsumexp_weights(a, b, axis)
     return ct if _shape(ct) == shape else broadcast_to(ct, shape)
 
 
