@@ -112,3 +112,21 @@ def test_training_an_mlp_with_adam_reduces_the_loss():
     params = nn.init_mlp([1, 16, 1], scale=0.5)
     trained = optim.adam(lambda p, i: tinyad.grad(loss)(p), params, num_iters=300, step_size=0.02)
     assert loss(trained) < 0.2 * loss(params)
+
+
+def test_optimizers_take_a_step_size_schedule():
+    # A schedule is called with the iteration; a constant schedule equals the number.
+    import tinyad.optim as optim
+
+    grad = lambda p, i: 2 * (p - 3.0)
+    seen = []
+    schedule = lambda i: seen.append(i) or 0.05
+    for opt in (optim.sgd, optim.adam):
+        seen.clear()
+        got = opt(grad, numpy.zeros(2), step_size=schedule, num_iters=30)
+        numpy.testing.assert_array_equal(
+            got, opt(grad, numpy.zeros(2), step_size=0.05, num_iters=30)
+        )
+        assert seen == list(range(30))
+    decaying = optim.adam(grad, numpy.zeros(2), step_size=lambda i: 0.5 / (1 + i), num_iters=300)
+    numpy.testing.assert_allclose(decaying, 3.0, atol=0.05)

@@ -1,8 +1,10 @@
 """Gradient-descent optimizers with autograd's semantics, on pytrees of parameters.
 
 `grad_fun(params, i)` returns the gradient at iteration i with the structure of
-`params`; `callback(params, i, g)` is called before each step. The pytree is
-flattened to one vector (tinyad.flatten), so each update is a few vector ops.
+`params`; `callback(params, i, g)` is called before each step. `step_size` is a
+number or a schedule, a function of the iteration i (as in JAX's optimizers).
+The pytree is flattened to one vector (tinyad.flatten), so each update is a few
+vector ops.
 """
 
 from . import numpy as np
@@ -25,19 +27,27 @@ def _on_vectors(grad_fun, params, callback):
     return x0, vector_grad, vector_callback, unflatten
 
 
+def _schedule(step_size):
+    """step_size as a function of the iteration."""
+    return step_size if callable(step_size) else (lambda i: step_size)
+
+
 def sgd(grad_fun, params, step_size=0.1, num_iters=200, callback=None, mass=0.9):
     """Stochastic gradient descent with momentum (autograd's form).
 
     v ← mass·v − (1 − mass)·g
     x ← x + step_size·v
+
+    >>> sgd(lambda p, i: 2 * p, np.ones(3), step_size=0.1, num_iters=100)   # → 0
     """
     x, grad, cb, unflatten = _on_vectors(grad_fun, params, callback)
+    step = _schedule(step_size)
     velocity = np.zeros_like(x)
     for i in range(num_iters):
         g = grad(x, i)
         cb(x, i, g)
         velocity = mass * velocity - (1.0 - mass) * g
-        x = x + step_size * velocity
+        x = x + step(i) * velocity
     return unflatten(x)
 
 
@@ -49,8 +59,11 @@ def adam(
     m ← b1·m + (1 − b1)·g          v ← b2·v + (1 − b2)·g²
     m̂ = m / (1 − b1^(i+1))        v̂ = v / (1 − b2^(i+1))
     x ← x − step_size·m̂ / (√v̂ + eps)
+
+    >>> adam(lambda p, i: 2 * p, np.ones(3), num_iters=500, step_size=lambda i: 0.1 / (1 + i))
     """
     x, grad, cb, unflatten = _on_vectors(grad_fun, params, callback)
+    step = _schedule(step_size)
     m = np.zeros_like(x)
     v = np.zeros_like(x)
     for i in range(num_iters):
@@ -60,5 +73,5 @@ def adam(
         v = (1 - b2) * g**2 + b2 * v
         mhat = m / (1 - b1 ** (i + 1))
         vhat = v / (1 - b2 ** (i + 1))
-        x = x - step_size * mhat / (np.sqrt(vhat) + eps)
+        x = x - step(i) * mhat / (np.sqrt(vhat) + eps)
     return unflatten(x)

@@ -86,11 +86,14 @@ def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=pr
         )
         return np.mean(np.abs(pred - batch_y))
 
-    # Adam is written out, not tinyad.optim.adam, for its decaying step size (below).
-    flat, unflatten = tinyad.flatten(params)
-    m, v = onp.zeros_like(flat), onp.zeros_like(flat)
     start = time.perf_counter()
-    for i in range(1, iters + 1):
+
+    def grad_fun(params, k):
+        """The gradient on a random batch of windows at iteration i = k + 1; logs as it goes."""
+        i = k + 1
+        if k and k % log_every == 0:  # params after k updates: the last logged iteration's
+            history["trajectory_iter"].append(k)
+            history["trajectory_loss"].append(trajectory_loss(params, t, true_y))
         batch = get_batch(rng, t, true_y)
         # Early in training the learned flow can contract strongly, and the adjoint's
         # backward solve then drifts a little from the forward trajectory: count the
@@ -99,31 +102,26 @@ def train(iters=500, lr=0.01, seed=0, rtol=1e-7, atol=1e-9, log_every=20, log=pr
             warnings.simplefilter("always", tinyode.BacksolveWarning)
             loss, g = tinyad.value_and_grad(loss_fun)(params, batch)
         history["drift"].append(len(caught))
-        g = tinyad.flatten(g)[0]
-        m = 0.9 * m + 0.1 * g
-        v = 0.999 * v + 0.001 * g**2
-        step = lr * (1 - 0.9 * i / iters)  # decays to lr/10: noisy windows, steadier end
-        flat = flat - step * (m / (1 - 0.9**i)) / (onp.sqrt(v / (1 - 0.999**i)) + 1e-8)
-        params = unflatten(flat)
         history["loss"].append(float(loss))
         history["nfe_forward"].append(info["last"]["nfe"])
         history["nfe_backward"].append(info["last"]["backward"]["nfe"])
-        if i % log_every == 0 or i == iters:
-            history["trajectory_iter"].append(i)
-            history["trajectory_loss"].append(trajectory_loss(params, t, true_y))
         history["time"].append(time.perf_counter() - start)
         if log and (i % log_every == 0 or i == 1):
-            trajectory = (
-                f"  trajectory loss {history['trajectory_loss'][-1]:.4f}"
-                if history["trajectory_iter"][-1] == i
-                else ""
-            )
             log(
-                f"iter {i:4d}  batch loss {float(loss):.4f}{trajectory}  NFE forward "
-                f"{info['last']['nfe']:4d}  backward {info['last']['backward']['nfe']:4d}  "
-                f"time {history['time'][-1]:6.1f} s  backsolve warnings so far "
-                f"{sum(history['drift'])}"
+                f"iter {i:4d}  batch loss {float(loss):.4f}  trajectory loss "
+                f"{history['trajectory_loss'][-1]:.4f} (at iter {history['trajectory_iter'][-1]})"
+                f"  NFE forward {info['last']['nfe']:4d}  backward "
+                f"{info['last']['backward']['nfe']:4d}  time {history['time'][-1]:6.1f} s  "
+                f"backsolve warnings so far {sum(history['drift'])}"
             )
+        return g
+
+    # The step decays from lr to lr/10: noisy windows early, a steadier end.
+    params = tinyad.optim.adam(
+        grad_fun, params, num_iters=iters, step_size=lambda k: lr * (1 - 0.9 * (k + 1) / iters)
+    )
+    history["trajectory_iter"].append(iters)
+    history["trajectory_loss"].append(trajectory_loss(params, t, true_y))
     return params, history
 
 
