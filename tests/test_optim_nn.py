@@ -128,5 +128,7 @@ def test_optimizers_take_a_step_size_schedule():
             got, opt(grad, numpy.zeros(2), step_size=0.05, num_iters=30)
         )
         assert seen == list(range(30))
-    decaying = optim.adam(grad, numpy.zeros(2), step_size=lambda i: 0.5 / (1 + i), num_iters=300)
+    decaying = optim.adam(
+        grad, numpy.zeros(2), step_size=lambda i: 0.2 / (1 + 0.01 * i), num_iters=300
+    )
     numpy.testing.assert_allclose(decaying, 3.0, atol=0.05)
