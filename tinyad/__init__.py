@@ -9,7 +9,7 @@ tinyad.grad(f)(W, y)           # (cos(W y)) ⊗ y, without building a Jacobian
 
 from . import nn, numpy, optim
 from .checks import check_grads, numerical_grad
-from .core import Box, defvjp, defvjp_all, defvjp_argnum, getval, isbox, primitive
+from .core import Box, Saved, defvjp, defvjp_all, defvjp_argnum, getval, isbox, primitive
 from .flat import flatten
 from .transforms import (
     elementwise_grad,
@@ -44,6 +44,7 @@ __all__ = [
     "getval",
     "isbox",
     "Box",
+    "Saved",
     "tree_flatten",
     "tree_unflatten",
     "tree_map",

@@ -22,11 +22,22 @@ the Box's operators.
 """
 
 import inspect
+from typing import NamedTuple
 
 from . import tape_view
 from .backend import array_module
 
-__all__ = ["Box", "Tape", "primitive", "defvjp", "defvjp_argnum", "defvjp_all", "getval", "isbox"]
+__all__ = [
+    "Box",
+    "Tape",
+    "Saved",
+    "primitive",
+    "defvjp",
+    "defvjp_argnum",
+    "defvjp_all",
+    "getval",
+    "isbox",
+]
 
 
 class Tape:
@@ -168,7 +179,8 @@ class Primitive:
                 return self(*_lift_array_likes(args), **kwargs)  # [x, x + 2.0]: one array
         tape = _top_tape(args)
         if tape is None:  # no Box: a plain call (as in the vjps of a first-order backward pass)
-            return self.fun(*args, **kwargs)
+            out = self.fun(*args, **kwargs)
+            return out.value if type(out) is Saved else out
         raw, parents = list(args), []
         for i, x in enumerate(args):
             if type(x) is Box and x.tape is tape:
@@ -181,7 +193,10 @@ class Primitive:
                 )
         # Boxes of outer tapes may remain among `raw` (or inside x.value): the call records
         # on those tapes too, one level at a time.
-        return tape.record(self, self(*raw, **kwargs), raw, kwargs, tuple(parents))
+        nested = any(type(x) is Box for x in raw)
+        ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
+        ans, kwargs = with_residuals(ans, kwargs)
+        return tape.record(self, ans, raw, kwargs, tuple(parents))
 
     def _no_rule(self, argnums, *args, **kwargs):
         self.missing(argnums[0])
@@ -192,6 +207,34 @@ class Primitive:
             f"defined; add it with tinyad.defvjp({self.name}, ...) or pass the argument as a "
             "constant"
         )
+
+
+class Saved(NamedTuple):
+    """What a primitive may return instead of its result: the result and residuals for its vjp
+    (JAX's custom_vjp, torch's save_for_backward). The residuals are kept in the record, where
+    `tape.nbytes()` counts them, and reach the vjp as the keyword argument `saved`.
+    They are raw values, constants to any outer tape: a vjp that must itself be
+    differentiated (grad of grad) recomputes from its arguments whatever depends on them.
+
+    >>> @tinyad.primitive
+    ... def solve_keeping_steps(y0, t):
+    ...     ys, steps = run_solver(y0, t)
+    ...     return tinyad.Saved(ys, steps)       # the vjp gets saved=steps
+    """
+
+    value: object
+    residuals: object
+
+
+def with_residuals(ans, kwargs):
+    """(result, kwargs of its record): residuals a primitive saved ride in kwargs as `saved`."""
+    if type(ans) is Saved:
+        return ans.value, {**kwargs, "saved": ans.residuals}
+    if type(ans) is Box:  # recorded on an outer tape first (nested): that record holds them
+        outer = ans.tape.records[ans.index][3]
+        if "saved" in outer:
+            return ans, {**kwargs, "saved": outer["saved"]}
+    return ans, kwargs
 
 
 def _top_tape(args):
@@ -275,6 +318,8 @@ def _check_vjp_signature(prim, argnum, fn):
     required = [p for p in params if p.default is p.empty]
     names = [p.name for p in required if p.kind in kinds]
     keywords = {p.name: None for p in required if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    if "saved" in vjp_sig.parameters:  # the residuals of a primitive that returns Saved
+        keywords["saved"] = None
     try:
         vjp_sig.bind("g", "ans", *names, **keywords)
     except TypeError:

@@ -19,7 +19,7 @@ that both give the same tapes and the same gradients.
 import os
 
 from . import core
-from .core import Box, _holds_box, fit_cotangent
+from .core import Box, Saved, _holds_box, fit_cotangent, with_residuals
 
 PLAIN = os.environ.get("TINYAD_PLAIN") == "1"
 plain_call = core.Primitive.__call__
@@ -38,7 +38,8 @@ def primitive_call(self, *args, **kwargs):
         elif (type(x) is list or type(x) is tuple) and _holds_box(x):
             return plain_call(self, *args, **kwargs)  # an array-like holding Boxes
     if tape is None:
-        return self.fun(*args, **kwargs)
+        out = self.fun(*args, **kwargs)
+        return out.value if type(out) is Saved else out
     raw, parents, nested = list(args), [], False
     for i, x in enumerate(args):
         if type(x) is Box:
@@ -46,6 +47,8 @@ def primitive_call(self, *args, **kwargs):
             parents.append((i, x.index))
             nested = nested or type(x.value) is Box
     ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
+    if type(ans) is Saved or nested:
+        ans, kwargs = with_residuals(ans, kwargs)
     return tape.record(self, ans, raw, kwargs, tuple(parents))
 
 

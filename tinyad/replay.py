@@ -95,8 +95,9 @@ class Replay:
             fresh = list(rargs)
             for n, parent in parents:
                 fresh[n] = values[parent]
-            values[i] = prim.fun(*fresh, **kwargs)
-            replayed.records.append((prim, values[i], fresh, kwargs, parents))
+            plain = {k: v for k, v in kwargs.items() if k != "saved"}  # what fun was called with
+            values[i], kw = core.with_residuals(prim.fun(*fresh, **plain), plain)
+            replayed.records.append((prim, values[i], fresh, kw, parents))
         return replayed
 
 

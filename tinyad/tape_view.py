@@ -16,11 +16,31 @@ __all__ = ["format_tape", "kept_bytes", "plot_tape"]
 
 
 def _arrays(record):
+    """The arrays a record keeps: its output, its inputs, and residuals its primitive saved."""
     prim, ans, args, kwargs, parents = record
     for x in (ans, *args):
         x = getval(x)
         if hasattr(x, "nbytes"):
             yield x
+    if "saved" in kwargs:
+        yield from _held(kwargs["saved"])
+
+
+def _held(x):
+    """The arrays inside saved residuals: containers, and objects with __slots__ (a solver's
+    recorded steps), walked to their arrays."""
+    x = getval(x)
+    if hasattr(x, "nbytes") and hasattr(x, "shape"):
+        yield x
+    elif isinstance(x, (list, tuple)):
+        for item in x:
+            yield from _held(item)
+    elif isinstance(x, dict):
+        for item in x.values():
+            yield from _held(item)
+    elif hasattr(type(x), "__slots__"):
+        for name in type(x).__slots__:
+            yield from _held(getattr(x, name, None))
 
 
 def new_bytes(tape):

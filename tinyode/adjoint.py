@@ -39,10 +39,13 @@ DRIFT_FACTOR = 10.0
 
 @tinyad.primitive
 def odeint_adjoint(y0, t, *theta, func, argdef, opts, info):
-    return forward(y0, t, theta, func, argdef, opts, info)
+    ys = forward(y0, t, theta, func, argdef, opts, info)
+    # Saved for the vjp: where the forward steps began (8 bytes a step), which the drift
+    # check reads; nothing else of the forward solve is kept.
+    return tinyad.Saved(ys, info["step_times"])
 
 
-def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info):
+def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
     """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys: per output interval, from t_i back to t_{i-1},
     one `odeint` of the augmented state {z, a, dL/dθ, dL/dt}; at each t_i, g_i joins a."""
     dynamics = Augmented(func, argdef, getval(ys).dtype)
@@ -55,7 +58,7 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info):
     del backward["norm"], backward["block"]
     norm = _seminorm if opts.adjoint_norm == "seminorm" else _mixed_norm
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
-    forward_steps = _forward_steps(info, t)
+    forward_steps = _forward_steps(saved, t)
     xp = array_module(getval(ys))
     state = {
         "z": ys[-1],
@@ -238,11 +241,11 @@ def _user_stacklevel():
     return level
 
 
-def _forward_steps(info, t):
+def _forward_steps(step_times, t):
     """For each output interval [t_{i-1}, t_i], how many accepted forward steps began in it."""
     times = [float(v) for v in getval(t).tolist()]
     sign = 1.0 if times[-1] >= times[0] else -1.0
-    starts = numpy.asarray(info.get("step_times", ()), dtype=float) * sign
+    starts = numpy.asarray(step_times, dtype=float) * sign
     edges = numpy.searchsorted(starts, numpy.asarray(times) * sign)
     return numpy.diff(edges)
 

@@ -17,14 +17,15 @@ from .solver import Stats, replay_step
 
 
 @tinyad.primitive
-def odeint_checkpoint(y0, t, *leaves, func, argdef, opts, info, memo):
-    memo["steps"] = []  # the checkpoints, read by the vjp below
-    return forward(y0, t, leaves, func, argdef, opts, info, record=memo["steps"])
+def odeint_checkpoint(y0, t, *leaves, func, argdef, opts, info):
+    steps = []  # the checkpoints: saved for the vjp (tape.nbytes() counts their states)
+    ys = forward(y0, t, leaves, func, argdef, opts, info, record=steps)
+    return tinyad.Saved(ys, steps)
 
 
-def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, memo):
+def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, saved):
     """(dL/dy0, dL/dt, *dL/dθ): each step replayed under the tape, last to first."""
-    steps = memo["steps"]
+    steps = saved
     shape = np.shape(y0)
     nfe = [0]
 
@@ -67,7 +68,7 @@ def solve_checkpoint(func, z0, t, args, opts):
     """(ys, info): the solve as one primitive that keeps its steps for the backward pass."""
     info = {}
     theta, argdef = split_args(args)
-    ys = odeint_checkpoint(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info, memo={})
+    ys = odeint_checkpoint(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
     refuse_traced_closure(ys, "checkpoint")
     return ys, info
 
