@@ -103,7 +103,11 @@ JOIN_CASES = [
 @pytest.mark.parametrize("name, fun, args", JOIN_CASES, ids=[c[0] for c in JOIN_CASES])
 def test_joining(name, fun, args):
     check(fun, *args)
-    assert names_on_tape(fun, *args)[-1] == name.split("-")[0]
+    # hstack and vstack are written with concatenate (as numpy writes them): the tape shows it
+    kind = name.split("-")[0]
+    assert names_on_tape(fun, *args)[-1] == (
+        "concatenate" if kind in ("hstack", "vstack") else kind
+    )
 
 
 def test_joining_traced_and_constant_arrays():

@@ -276,6 +276,15 @@ def test_a_vjp_with_the_wrong_signature_is_refused_naming_the_primitive():
         tinyad.defvjp(softplus, lambda g, x: g)  # forgot ans
 
 
+def test_a_variadic_primitive_takes_any_vjp_signature():
+    def fun(*a, **k):
+        return numpy.tanh(*a)
+
+    prim = tinyad.primitive(fun)
+    tinyad.defvjp(prim, lambda g, ans, x: g * (1 - ans**2))
+    assert tinyad.grad(prim)(0.5) == pytest.approx(1 - math.tanh(0.5) ** 2)
+
+
 def test_the_cotangent_shape_message_does_not_contradict_itself():
     @tinyad.primitive
     def double(x):

@@ -315,6 +315,8 @@ def _check_vjp_signature(prim, argnum, fn):
     except (TypeError, ValueError):  # a builtin without a signature: nothing to check
         return
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return  # fun(*args): how many arguments a call passes is known only then
     required = [p for p in params if p.default is p.empty]
     names = [p.name for p in required if p.kind in kinds]
     keywords = {p.name: None for p in required if p.kind is inspect.Parameter.KEYWORD_ONLY}
@@ -355,16 +357,18 @@ def backward(tape, seeds):
     return inputs
 
 
-def _shape(x):
-    return getattr(x, "shape", ())
+def shape_of(x):
+    """The shape of an array, a number or a traced value, as a tuple."""
+    v = getval(x)
+    s = getattr(v, "shape", None)
+    return tuple(s) if s is not None else tuple(array_module(v).shape(v))
 
 
-def _dtype(x):
-    x = getval(x)
-    dt = getattr(x, "dtype", None)
-    if dt is None:
-        return array_module(x).asarray(x).dtype
-    return dt
+def dtype_of(x):
+    """The dtype of an array, a number or a traced value."""
+    v = getval(x)
+    dt = getattr(v, "dtype", None)
+    return dt if dt is not None else array_module(v).asarray(v).dtype
 
 
 def fit_cotangent(ct, x, name, argnum):
@@ -378,7 +382,7 @@ def fit_cotangent(ct, x, name, argnum):
             return ct
     except AttributeError:
         pass
-    shape, cshape = _shape(x), _shape(ct)
+    shape, cshape = shape_of(x), shape_of(ct)
     if cshape != shape:
         lead = len(cshape) - len(shape)
         axes = list(range(lead))  # to sum: the axes broadcasting added in front ...
@@ -398,7 +402,7 @@ def fit_cotangent(ct, x, name, argnum):
             ct = ct.sum(axis=tuple(axes), keepdims=True).reshape(shape)
         else:  # only axes added in front: the sum has the argument's shape already
             ct = ct.sum(axis=tuple(axes))
-    xdt, cdt = _dtype(x), _dtype(ct)
+    xdt, cdt = dtype_of(x), dtype_of(ct)
     if cdt != xdt:
         if cdt.kind not in "fc" or (xdt.kind == "f" and cdt.kind == "c"):
             raise ValueError(

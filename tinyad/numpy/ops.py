@@ -28,25 +28,16 @@ import math
 import numpy as onp
 
 from ..backend import array_module
-from ..core import defvjp, defvjp_argnum, getval, isbox, primitive
+from ..core import defvjp, defvjp_argnum, dtype_of, getval, isbox, primitive, shape_of
 
 # ---------------------------------------------------------------- helpers
 
 
-def _shape(x):
-    v = getval(x)
-    s = getattr(v, "shape", None)
-    return tuple(s) if s is not None else onp.shape(v)
+_shape, _dtype = shape_of, dtype_of  # of arrays, numbers and traced values (core.py)
 
 
 def _ndim(x):
     return len(_shape(x))
-
-
-def _dtype(x):
-    v = getval(x)
-    dt = getattr(v, "dtype", None)
-    return dt if dt is not None else onp.result_type(v)
 
 
 def _as_array(x):
@@ -1048,41 +1039,15 @@ def concatenate(arrays, axis=0):
     return _concatenate(*arrays, axis=axis)
 
 
-@primitive
-@_named("hstack")
-def _hstack(*arrays):
-    return onp.hstack(arrays)
-
-
-def _hstack_vjp(argnum, g, ans, *arrays):
-    axis = 0 if _ndim(ans) == 1 else 1  # 1-D arrays are joined end to end, others by column
-    return _piece(g, arrays, argnum, axis, [_at_least(_shape(x), 1)[axis] for x in arrays])
-
-
-defvjp_argnum(_hstack, _hstack_vjp)
-
-
 def hstack(arrays):
-    """numpy.hstack."""
-    return _hstack(*arrays)
-
-
-@primitive
-@_named("vstack")
-def _vstack(*arrays):
-    return onp.vstack(arrays)
-
-
-def _vstack_vjp(argnum, g, ans, *arrays):
-    return _piece(g, arrays, argnum, 0, [_at_least(_shape(x), 2)[0] for x in arrays])
-
-
-defvjp_argnum(_vstack, _vstack_vjp)
+    """numpy.hstack: 1-D arrays joined end to end, others along axis 1 (a concatenate)."""
+    arrays = [atleast_1d(a) for a in arrays]
+    return concatenate(arrays, axis=0 if _ndim(arrays[0]) == 1 else 1)
 
 
 def vstack(arrays):
-    """numpy.vstack."""
-    return _vstack(*arrays)
+    """numpy.vstack: arrays as rows (at least 2-D), joined along axis 0 (a concatenate)."""
+    return concatenate([atleast_2d(a) for a in arrays], axis=0)
 
 
 @primitive
