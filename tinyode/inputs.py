@@ -207,7 +207,17 @@ class PytreeState:
         return flat_func
 
     def pack(self, dy):
+        """func's pytree result as one flat vector; its structure and shapes checked once
+        (they do not change between calls of a func on the same state)."""
         leaves, treedef = tree_flatten(dy)
+        if treedef != self.treedef or not self.checked:
+            self.check(leaves, treedef)
+        return np.concatenate([np.ravel(x) for x in leaves])
+
+    checked = False
+
+    def check(self, leaves, treedef):
+        """A ValueError naming what differs when func's result is not shaped like y."""
         if _structure(treedef) != _structure(self.treedef):
             expected = tree_unflatten(self.treedef, [_Shape(s) for s in self.shapes])
             got = tree_unflatten(treedef, [_Shape(x) for x in leaves])
@@ -221,7 +231,7 @@ class PytreeState:
                     f"func(y, t, *args) returned {_Shape(x)!r} for y{path}, which has shape "
                     f"{shape}; each leaf of dy/dt must have the shape of its leaf of y"
                 )
-        return np.concatenate([np.ravel(x) for x in leaves])
+        self.checked = True
 
     def block(self, keys):
         """(start, stop) of the flat z held by the dict entries `keys` (adjacent in sorted
