@@ -132,18 +132,23 @@ def _backward_solve(dynamics, state, t, i, theta, options, norm):
 
 
 def _mixed_norm(e):
-    """The largest RMS norm of the parts z, a, dL/dθ, dL/dt, each on its own scale (as
-    torchdiffeq does); one host value."""
-    return _largest_rms([e["z"], e["a"], *e["L_theta"], e["L_t"]])
+    """The largest of the RMS norms of the parts z, a, dL/dθ (all of θ's leaves together)
+    and dL/dt, each on its own scale (as torchdiffeq does); one host value."""
+    return _largest_rms([[e["z"]], [e["a"]], e["L_theta"], [e["L_t"]]])
 
 
 def _seminorm(e):
     """z and a only: dL/dθ and dL/dt feed nothing back (Kidger, Chen & Lyons 2021)."""
-    return _largest_rms([e["z"], e["a"]])
+    return _largest_rms([[e["z"]], [e["a"]]])
 
 
 def _largest_rms(parts):
-    squares = [np.mean(getval(x) * getval(x)) for x in parts if np.size(x)]
+    """max over parts (each a list of arrays) of the RMS of all their entries."""
+    squares = []
+    for part in parts:
+        size = sum(int(np.size(x)) for x in part)
+        if size:
+            squares.append(sum(np.sum(getval(x) * getval(x)) for x in part) / size)
     return float(np.sqrt(np.max(np.stack(squares))))
 
 
