@@ -198,8 +198,11 @@ def test_no_event_names_t_max_and_the_last_value():
 # --- gradients --------------------------------------------------------------------------------
 
 
+IMPLICIT = [m for m in ("rodas4", "kvaerno5") if m in METHODS]
+
+
 @pytest.mark.parametrize("gradient", GRADIENTS)
-@pytest.mark.parametrize("method", ["dopri5", "rk4", "dopri8"])
+@pytest.mark.parametrize("method", ["dopri5", "rk4", "dopri8", *IMPLICIT])
 def test_ball_gradients_match_the_closed_forms(gradient, method):
     def impact(h0, v0, g):
         t_event, y_event = ball_event(h0, v0, g, method=method, gradient=gradient)
@@ -296,6 +299,78 @@ def test_the_gradient_reports_its_cost():
 def test_euler_out_of_steps_says_why():
     with pytest.raises(NoEventError, match=r"within max_steps=500.*euler takes fixed steps of"):
         ball_event(H0, V0, G, method="euler", max_steps=500)
+
+
+# kvaerno5's cubic Hermite dense output takes its slopes from f(y), which multiplies y's
+# error by the stiffness k: on this problem tinyode.odeint's own outputs inside kvaerno5's
+# steps are 4e-4 off at rtol=1e-8, and so is the event located on them.
+HERMITE_ON_STIFF = pytest.mark.xfail(
+    strict=True, reason="kvaerno5's Hermite dense output is inaccurate on stiff problems"
+)
+# The adjoint's backward solve with an implicit method underflows on this problem after about
+# 22000 steps (a minute), in plain tinyode.odeint too (the implicit methods are being wired
+# into the adjoint): not run until then.
+ADJOINT_ON_STIFF = pytest.mark.xfail(
+    run=False, reason="the adjoint's implicit backward solve fails on stiff problems"
+)
+
+
+def stiff_cases():
+    cases = []
+    for method in IMPLICIT:
+        for mode in GRADIENTS:
+            marks = [HERMITE_ON_STIFF] if method == "kvaerno5" else []
+            marks += [ADJOINT_ON_STIFF] if mode == "adjoint" else []
+            cases.append(pytest.param(method, mode, marks=marks, id=f"{method}-{mode}"))
+    return cases
+
+
+@pytest.mark.skipif(not IMPLICIT, reason="no implicit methods in METHODS")
+@pytest.mark.filterwarnings("ignore::tinyode.StiffnessWarning")  # dopri5's, expected here
+@pytest.mark.parametrize("method, gradient", stiff_cases())
+def test_implicit_methods_on_a_stiff_problem(method, gradient):
+    # y' = −k (y − a cos t), y(0) = 1, k = 10⁴: stiff (dopri5 is held to steps of about 3.3/k);
+    # y = (1 − a q) e^(−kt) + a (q cos t + q sin t / k), q = k²/(k² + 1), follows a cos t and
+    # falls through 0.5 near arccos(0.5/a); the event time and its gradient wrt a
+    k = 1e4
+
+    def relax(y, t, a):
+        return -k * (y - a * np.cos(t))
+
+    def half(y, t, a):
+        return y[0] - 0.5
+
+    def exact(a):
+        q = k * k / (k * k + 1)
+        y = lambda t: (1 - a * q) * math.exp(-k * t) + a * q * (math.cos(t) + math.sin(t) / k)
+        return illinois(lambda t: y(t) - 0.5, 0.5, 1.5, y(0.5) - 0.5, y(1.5) - 0.5)
+
+    def event_time(a, **kwargs):
+        t_event, _, info = odeint_event(
+            relax,
+            onp.array([1.0]),
+            0.0,
+            half,
+            a,
+            direction=-1,
+            rtol=1e-7,
+            atol=1e-9,
+            full_output=True,
+            **kwargs,
+        )
+        return t_event, info
+
+    t_event, info = event_time(1.0, method=method)
+    _, explicit = event_time(1.0, method="dopri5")
+    # stiff: dopri5's steps are held near its stability limit 3.3/k (about 3200 to t*)
+    assert explicit["n_steps"] > 0.9 * exact(1.0) * k / 3.3 > 10 * info["n_steps"]
+    # y is within about rtol·y of y(t), and y' ≈ −sin t: t* within a few 1e-7
+    assert t_event == pytest.approx(exact(1.0), abs=1e-6)
+    # dt*/da = −∂y(t*)/∂a / y'(t*): the speed is the dense output's slope (f(y*) would be off
+    # by k times y*'s error), whose error, ~1e-5 here, bounds the gradient's
+    da = tinyad.grad(lambda a: event_time(a, method=method, gradient=gradient)[0])(1.0)
+    reference = (exact(1 + 1e-6) - exact(1 - 1e-6)) / 2e-6
+    assert da == pytest.approx(reference, rel=1e-4)
 
 
 def test_second_derivative_of_the_event_time():
