@@ -32,7 +32,8 @@ Three parts, each on its own below:
    Φ is an ordinary `odeint(func, z0, [t0, t*], *args)` in the chosen gradient mode,
    so every mode works, with gradients wrt z0, t0 and args (and to higher order),
    and one backward solve serves t_event and y_event together. The forward pass does
-   not solve twice: its values come from the search.
+   not solve twice: its values come from the search. The speed f(z*, t*) is read off
+   the slope of the dense output the event was found on (see `slope`).
 
 Fixed-step methods have no error estimate to choose steps from: they take the one
 constant step `fixed_step` picks at t0, and the gradient's solve takes the same.
@@ -214,7 +215,7 @@ def search(p, scan):
         _, s, _, h, y1, _ = waiting["step"]
         check_fixed(waiting["f"](y1, s + h))
     if scan.found is None:
-        raise _no_event(p, scan) from out_of_steps
+        raise _no_event(p, scan, out_of_steps is not None) from out_of_steps
     return scan.found
 
 
@@ -248,20 +249,19 @@ def fixed_step(func, z0, t0, args, method, rtol, stats):
     return tau * rtol ** (1.0 / TABLEAUS[method].order)
 
 
-def _no_event(p, scan):
+def _no_event(p, scan, out_of_steps):
     """NoEventError at t_max, or where max_steps ran out first."""
     t_last, g_last = scan.last
-    reached_end = t_last == p.t_max
     where = (
-        f"before t_max={p.t_max:g}"
-        if reached_end
-        else f"within max_steps={p.max_steps} (t_max={p.t_max:g})"
+        f"within max_steps={p.max_steps} (t_max={p.t_max:g})"
+        if out_of_steps
+        else f"before t_max={p.t_max:g}"
     )
     way = {1: "upward ", -1: "downward ", 0: ""}[p.direction]
     fixed = (
         f" {p.method} takes fixed steps of {p.step_size:.3g} here (tinyode.events.fixed_step): "
         "a looser rtol takes fewer."
-        if p.step_size is not None and not reached_end
+        if p.step_size is not None and out_of_steps
         else ""
     )
     return NoEventError(
@@ -307,15 +307,16 @@ def event_vjp(argnums, g, packed, z0, t0, *theta, p):
         )
     lam = (t_bar + np.sum(z_bar * f_star)) / speed
 
-    # Φ: the solve to t*, held fixed (t*'s own motion is the IFT's), in the chosen mode
-    t_fixed = getval(t_star)
+    # Φ: the solve to t*, in the chosen mode. This vjp is wrt (z0, t0, θ) only: t*'s own
+    # motion is the IFT's. (Differentiating this vjp again, t_star is traced on the outer
+    # tape, so Φ's dependence on where it ends is differentiated too.)
     resolve = {}
 
     def solve_map(z0, t0, *theta):
         ys, info = odeint(
             p.rhs,
             z0,
-            np.stack([t0, t_fixed]),
+            np.stack([t0, t_star]),
             *p.rebuild(theta),
             method=p.method,
             rtol=p.rtol,
