@@ -16,6 +16,7 @@ import math
 
 import numpy as onp
 import pytest
+from strict_array import StrictArray, to_device
 
 import tinyad
 import tinyad.numpy as np
@@ -416,6 +417,25 @@ def test_pytree_state_and_info():
         )[0]
     )(H0)
     assert dh0 == pytest.approx(1 / S, rel=1e-9)
+
+
+@pytest.mark.parametrize("gradient", GRADIENTS)
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_on_a_device_array_it_stays_on_the_device(gradient, method):
+    # the strict stand-in for CuPy refuses every implicit trip to numpy
+    def impact(y0, g):
+        t_event, y_event = odeint_event(
+            ball, y0, 0.0, height, g, direction=-1, method=method, gradient=gradient
+        )
+        return t_event + 0.1 * y_event[1]
+
+    y0, g = onp.array([H0, V0]), onp.array(G)
+    expected = tinyad.value_and_grad(impact, argnum=(0, 1))(y0, g)
+    value, grads = tinyad.value_and_grad(impact, argnum=(0, 1))(*to_device((y0, g)))
+    assert all(type(x) is StrictArray for x in (value, *grads))
+    assert onp.allclose(value.a, expected[0], rtol=1e-13)
+    for ours, theirs in zip(grads, expected[1]):
+        assert onp.allclose(ours.a, theirs, rtol=1e-12)
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -294,7 +294,7 @@ def event_vjp(argnums, g, packed, z0, t0, *theta, p):
         return p.event_fn(z, t, *p.rebuild(theta))
 
     _, g_vjp = tinyad.vjp(event_value, z_star, t_star, *theta)
-    g_z, g_t, *g_theta = g_vjp(np.ones((), getval(packed).dtype))
+    g_z, g_t, *g_theta = g_vjp(array_module(getval(packed)).ones((), getval(packed).dtype))
     # The solution's speed f(z*, t*): its value from the dense output the event was located
     # on (see `slope`), its derivatives, for higher orders, from f (one call of func).
     f_star = p.rhs(z_star, t_star, *p.rebuild(theta))
@@ -427,7 +427,7 @@ class EventProblem:
                 f"t_max must differ from t0={self.t0:g} (a later time, or an earlier one to "
                 f"solve backwards; numpy.inf by default), got {self.t_max}"
             )
-        self.t0_in = t0 if isbox(t0) else numpy.asarray(self.t0)
+        self.t0_in = t0 if isbox(t0) else numpy.float64(self.t0)  # a scalar: any array module
 
         # The state as one array z: y0 itself, or a pytree's leaves flattened into one vector.
         if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
