@@ -438,6 +438,30 @@ def test_on_a_device_array_it_stays_on_the_device(gradient, method):
         assert onp.allclose(ours.a, theirs, rtol=1e-12)
 
 
+def test_other_states_float32_complex_and_constant_args():
+    # float32: y_event keeps the state's dtype, t_event is located in float64
+    t_event, y_event = odeint_event(
+        ball, onp.array([H0, V0], dtype=onp.float32), 0.0, height, onp.float32(G), direction=-1
+    )
+    assert y_event.dtype == onp.float32 and t_event == pytest.approx((V0 + S) / G, rel=1e-6)
+    # a complex state z' = i z from 1: Re z = cos t falls through zero at π/2; t_event is real
+    t_event, z_event = odeint_event(lambda z, t: 1j * z, onp.array([1.0 + 0j]), 0.0,
+                                    lambda z, t: z[0].real, rtol=1e-10, atol=1e-12)  # fmt: skip
+    assert onp.isrealobj(t_event) and t_event == pytest.approx(math.pi / 2, rel=1e-9)
+    assert z_event[0] == pytest.approx(1j, abs=1e-9)
+    # an int among args is a constant: it reaches func and event_fn, and takes no gradient
+
+    def scaled(y, t, g, n):
+        return np.stack([y[1], -g * n * np.ones_like(y[1])])
+
+    def floor(y, t, g, n):
+        return y[0] + 0 * n
+
+    dh0 = tinyad.grad(lambda h0: odeint_event(scaled, np.stack([h0, V0]), 0.0, floor, G / 2, 2,
+                                              direction=-1)[0])(H0)  # fmt: skip
+    assert dh0 == pytest.approx(1 / S, rel=1e-9)
+
+
 # --- bad input ------------------------------------------------------------------------------------
 
 

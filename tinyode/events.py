@@ -386,7 +386,7 @@ def odeint_event(
         info["step_size"] = p.step_size
 
     packed = event_primitive(p.z0_in, p.t0_in, *p.theta, p=p)
-    t_event = packed[0]
+    t_event = packed[0] if p.dtype.kind != "c" else np.real(packed[0])  # packed with a complex z
     z_event = np.reshape(packed[1:], p.shape).astype(p.dtype)
     y_event = p.unflatten(z_event) if p.unflatten else z_event
     return (t_event, y_event, info) if full_output else (t_event, y_event)
