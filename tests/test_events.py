@@ -21,7 +21,7 @@ from strict_array import StrictArray, to_device
 import tinyad
 import tinyad.numpy as np
 from tinyode import METHODS, NoEventError, SolverError, odeint_event
-from tinyode.events import fixed_step, illinois
+from tinyode.events import EventProblem, fixed_step, illinois
 from tinyode.solver import Stats
 
 GRADIENTS = ("adjoint", "backprop", "checkpoint")
@@ -372,6 +372,18 @@ def test_implicit_methods_on_a_stiff_problem(method, gradient):
     da = tinyad.grad(lambda a: event_time(a, method=method, gradient=gradient)[0])(1.0)
     reference = (exact(1 + 1e-6) - exact(1 - 1e-6)) / 2e-6
     assert da == pytest.approx(reference, rel=1e-4)
+
+
+def test_nothing_is_kept_after_the_gradient():
+    # torchdiffeq #180 leaked each event solve's graph; here the primitive's record (holding
+    # the solve's data) dies with the tape
+    import gc
+
+    for mode in GRADIENTS:
+        for _ in range(3):
+            tinyad.grad(lambda h0: ball_event(h0, V0, G, gradient=mode)[0])(H0)
+    gc.collect()
+    assert not [x for x in gc.get_objects() if isinstance(x, EventProblem)]
 
 
 @pytest.mark.parametrize("gradient", GRADIENTS)
