@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export MPLBACKEND := Agg
 export OMP_NUM_THREADS := 1
 
-.PHONY: install test lint demo bench tutorials assignment grade clean
+.PHONY: install test lint demo bench tutorials assignment grade fuzz clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ lint: install
 
 test: install lint
 	$(BIN)/python -m pytest -q tests
+
+# 20,000 random programs, tinyad against autograd, finite differences as referee (not in `test`)
+fuzz: install
+	$(BIN)/python tests/differential.py --start 0 --count 20000 --jobs 2
 
 demo: install
 	$(BIN)/python -m tinyode.demo --out demo
