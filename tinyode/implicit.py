@@ -43,7 +43,8 @@ from tinyad import getval, isbox
 from tinyad.backend import array_module
 from tinyad.tree import tree_flatten, tree_unflatten
 
-from .errors import SolverError
+from .solver import STEPPERS, Dynamics
+from .stages import stages
 
 # --------------------------------------------------------------------------------------
 # The coefficients, as data
@@ -201,80 +202,100 @@ IMPLICIT_TABLEAUS = {t.name: t for t in (RODAS4, KVAERNO5)}
 # --------------------------------------------------------------------------------------
 
 
-class Counts:
-    """What an implicit solve costs: calls of func (Jacobians included), Jacobians, LUs."""
+def jacobian_at(f, y, s, part, stats):
+    """(f(y, s), J, f_s) at a flat y: J = ∂f_b/∂y_b and f_s = ∂f_b/∂s for the part
+    b = y[part] (a slice) that feeds back into f, exactly, from one recorded call of f.
 
-    def __init__(self):
-        self.nfe = 0
-        self.njev = 0
-        self.nlu = 0
-        self.newton_failures = 0
-
-
-def _raw_args(args):
-    """args with every traced leaf replaced by its value (for a Jacobian kept out of the tape)."""
-    leaves, treedef = tree_flatten(args)
-    if not any(map(isbox, leaves)):
-        return args
-    return tree_unflatten(treedef, [getval(x) for x in leaves])
-
-
-def jacobian_at(f, y, t, counts):
-    """(f(y, t), ∂f/∂y, ∂f/∂t) at a flat y, exactly: one recorded call of f, n reverse passes.
-
-    Row i of ∂f/∂y and entry i of ∂f/∂t are the cotangent e_iᵀ pulled back through the
-    tape, so f itself runs once (counted in nfe). Forward mode (tinyad.jvp, one column
+    Row i of J and entry i of f_s are the cotangent e_iᵀ pulled back through the tape
+    (one reverse pass per row), so f itself runs once. Forward mode (tinyad.jvp, one column
     per call) records f n times and passes over each tape twice: measured for n = 2, 8,
     32 (tanh(W y) sin t − y³), 0.15, 0.40, 1.2 ms by rows against 0.39, 1.9, 7.6 ms by
-    columns. Traced y and t (backprop) give a traced J, so the step's derivative
+    columns. Traced y and s (backprop) give a traced J, so the step's derivative
     includes how J moves with y.
     """
-    counts.nfe += 1
-    counts.njev += 1
-    value, pull = tinyad.vjp(f, y, t)
-    n = int(np.size(value))
+    stats.njev += 1
     yv = getval(y)
-    eye = array_module(yv).eye(n, dtype=yv.dtype)
-    rows = [pull(eye[i]) for i in range(n)]
-    J = np.stack([r[0] for r in rows])
-    ft = np.reshape(np.stack([r[1] for r in rows]), (n,)).astype(yv.dtype)
-    return value, J, ft
+    if not isbox(s):  # a host time as a 0-d array of y's dtype (a float would be float64)
+        s = array_module(yv).asarray(s, dtype=yv.dtype)
+    value, pull = tinyad.vjp(f, y, s)
+    eye = array_module(yv).eye(int(np.size(value)), dtype=yv.dtype)
+    rows = [pull(eye[i]) for i in range(part.start, part.stop)]
+    J = np.stack([r[0][part] for r in rows])
+    fs = np.stack([np.reshape(r[1], ()) for r in rows])
+    return value, J, fs
 
 
 class Factored:
     """A matrix M, factored once, for the solves M⁻¹ b of one step (see the module docstring)."""
 
-    def __init__(self, M, counts):
-        self.M = M
-        counts.nlu += 0 if isbox(M) else 1
-        self.inverse = None if isbox(M) else np.linalg.inv(M)
-        self.counts = counts
+    def __init__(self, M, stats):
+        self.M, self.stats, self.inverse = M, stats, None
+        if not isbox(M):
+            self.inverse = np.linalg.inv(M)  # LAPACK's getrf (the LU), then getri
+            stats.nlu += 1
 
     def solve(self, b):
         if self.inverse is None:  # traced M: differentiated by solve's vjp (one LU each)
-            self.counts.nlu += 1
+            self.stats.nlu += 1
             return np.linalg.solve(self.M, b)
         x = self.inverse @ b
         return x + self.inverse @ (b - self.M @ x)  # one step of iterative refinement
 
 
-def _weighted(coeffs, vectors):
-    """Σ coeffs[j] vectors[j] over the nonzero coefficients; None when there are none."""
-    acc = None
-    for c, v in zip(coeffs, vectors):
-        if c != 0.0:
-            acc = c * v if acc is None else acc + c * v
-    return acc
+# Gauss–Legendre's 3 nodes and weights on [0, 1] (order 6): rodas4's quadrature of the part
+# of the state that does not feed back (the adjoint's dL/dθ), on the dense output.
+_GAUSS = ((0.5 - math.sqrt(15) / 10, 5 / 18), (0.5, 8 / 18), (0.5 + math.sqrt(15) / 10, 5 / 18))
 
 
-def _plus(y, dy):
-    return y if dy is None else y + dy
+class _FlatState:
+    """What both methods share: the state as a flat vector z, f on it, coefficient rows.
 
+    `block` (the solver's, see solver.STEPPERS): the part z_b = z[lo:hi] that feeds back
+    into f; the rest, z_q, does not (a quadrature, such as the adjoint's dL/dθ). None, or
+    an int n for (0, n), or (lo, hi). Only z_b needs a Jacobian and linear solves.
+    """
 
-def scaled_rms(x, scale):
-    """RMS of x / scale as a host float: the one synchronisation of a decision."""
-    x = getval(x) / getval(scale)
-    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+    def __init__(self, y0, block):
+        like = getval(y0)
+        self.shape, self.n = like.shape, int(like.size)
+        if block is None:
+            block = (0, self.n)
+        elif isinstance(block, int):
+            block = (0, block)
+        self.part = slice(int(block[0]), int(block[1]))
+        self.whole = self.part.start == 0 and self.part.stop == self.n
+        self.xp, self.dtype = array_module(like), like.dtype
+
+    def row(self, coeffs):
+        """Coefficients as an array of the state's dtype in its module (for `Stages.dot`)."""
+        return self.xp.asarray(numpy.asarray(coeffs, dtype=float), dtype=self.dtype)
+
+    def eye(self):
+        return self.xp.eye(self.part.stop - self.part.start, dtype=self.dtype)
+
+    def flat(self, y):
+        return np.reshape(y, (-1,))
+
+    def shaped(self, z):
+        return np.reshape(z, self.shape)
+
+    def on_flat(self, f):
+        """f on the flat state."""
+        shape = self.shape
+        return lambda z, s: np.reshape(f(np.reshape(z, shape), s), (-1,))
+
+    def with_part(self, z, v):
+        """The flat z with its part z_b replaced by v."""
+        if self.whole:
+            return v
+        lo, hi = self.part.start, self.part.stop
+        return np.concatenate([z[:lo], v, z[hi:]])
+
+    def ratio(self, err, y, y1, rtol, atol, norm):
+        """‖err / (atol + rtol·max(|y|, |y1|))‖ of a flat err, as a host float."""
+        y, y1 = getval(y), getval(y1)
+        scale = atol + rtol * np.maximum(np.abs(y), np.abs(y1))
+        return norm(self.shaped(getval(err)) / scale)
 
 
 # --------------------------------------------------------------------------------------
@@ -282,56 +303,97 @@ def scaled_rms(x, scale):
 # --------------------------------------------------------------------------------------
 
 
-class Trial(NamedTuple):
-    """One attempted step: its end y1, its error estimate, and what its dense output needs."""
+class RosenbrockStages(NamedTuple):
+    """What a rodas4 step leaves for its error ratio and dense output (the K of the loop)."""
 
-    y1: object
-    err: object
-    dense: tuple
-    f1: object = None  # f(y1) when the method has it for free (kvaerno5), else None
+    U: object  # the stage unknowns u_i (block part), stacked
+    y1: object  # y_{n+1}, block part (flat)
+    w2: object  # the dense output's two vectors
+    w3: object
 
 
-class Rodas4:
-    """Steps of RODAS on a flat state: `begin` at each new (t, y), then `attempt` per h."""
+class Rodas4Step(_FlatState):
+    """rodas4 in the solver loop: one Jacobian per step (its call of f is f(y, s)), one
+    factorization of M = I/(hγ) − J per trial, six stages.
+
+    The part z_q that does not feed back (see `block`) is a quadrature: integrated by
+    Gauss–Legendre's 3 nodes on the dense output of z_b, so that only z_b's Jacobian is
+    needed; order 4 as the method's (the dense output is of order 3, the rule of 6). Its
+    error is not estimated: it follows z_b's, which is.
+    """
 
     tab = RODAS4
-    fsal = False
+    exponent = 1.0 / (RODAS4.error_order + 1)
 
-    def __init__(self, f, counts):
-        self.f, self.counts = f, counts
+    def __init__(self, y0, block=None):
+        super().__init__(y0, block)
+        tab = self.tab
+        self.a = [self.row(r) for r in tab.a]
+        self.C = [self.row(r) for r in tab.C]
+        self.m = self.row(tab.m)
+        self.e = self.row([x - y for x, y in zip(tab.m, tab.m_hat)])
+        self.dense_rows = [self.row(r[:5]) for r in tab.dense]
+        self.point = None  # (y, s, f(y, s), J, ∂f/∂s): where the Jacobian was taken
 
-    def begin(self, t, y, f0=None):
-        """J, ∂f/∂t and f(y, t) at the step's start: one Jacobian, reused by rejected tries."""
-        self.point = (t, y, *jacobian_at(self.f, y, t, self.counts))
-        return self.point[2]
+    def _start(self, f, s, y):
+        """f(y, s), J and ∂f/∂s, computed once for all trials from (s, y)."""
+        p = self.point
+        if p is None or p[0] is not y or p[1] != float(getval(s)):
+            f0, J, fs = jacobian_at(self.on_flat(f), self.flat(y), s, self.part, f.stats)
+            self.point = (y, float(getval(s)), f0, J, fs)
+        return self.point[2:]
 
-    def attempt(self, t, y, h, f0=None):
-        """One step of size h from the point `begin` was called at; never fails (f0 unused)."""
-        tab, counts = self.tab, self.counts
-        _, _, f0, J, ft = self.point
-        n = J.shape[0]
-        eye = array_module(getval(J)).eye(n, dtype=getval(J).dtype)
-        M = Factored(eye / (h * tab.gamma) - J, counts)
-        u = []
+    def step(self, f, s, y, h, k0):
+        """(y1, K) from (s, y) with step h; k0 is not needed (f(y, s) comes with J)."""
+        tab, part = self.tab, self.part
+        f0, J, fs = self._start(f, s, y)
+        F, z = self.on_flat(f), self.flat(y)
+        M = Factored(self.eye() / (h * tab.gamma) - J, f.stats)
+        U = None
         for i in range(len(tab.c)):
             if i == 0:
-                fi = f0
+                rhs = f0[part] + (h * tab.d[0]) * fs
             else:
-                counts.nfe += 1
-                fi = self.f(_plus(y, _weighted(tab.a[i], u)), t + tab.c[i] * h)
-            rhs = _plus(fi, _weighted([cij / h for cij in tab.C[i]], u))
-            if tab.d[i] != 0.0:
-                rhs = rhs + (h * tab.d[i]) * ft
-            u.append(M.solve(rhs))
-        y1 = y + _weighted(tab.m, u)
-        err = _weighted([a - b for a, b in zip(tab.m, tab.m_hat)], u)
-        return Trial(y1, err, (_weighted(tab.dense[0], u), _weighted(tab.dense[1], u)))
+                fi = F(self.with_part(z, z[part] + U.dot(self.a[i])), s + tab.c[i] * h)
+                rhs = fi[part] + U.dot(self.C[i]) / h
+                if tab.d[i] != 0.0:
+                    rhs = rhs + (h * tab.d[i]) * fs
+            u = M.solve(rhs)
+            if U is None:
+                U = stages(u, len(tab.c), s, y, h)
+            else:
+                U.append(u)
+        y1_b = z[part] + U.dot(self.m)
+        K = RosenbrockStages(U, y1_b, U.dot(self.dense_rows[0]), U.dot(self.dense_rows[1]))
+        return self.shaped(self._dense(F, s, z, h, K, 1.0)), K
 
-    @staticmethod
-    def dense(y, trial, h, theta):
-        """rodas.f's CONTRO: (1−θ) y + θ (y1 + (1−θ)(w_2 + θ w_3)), order 3."""
-        w2, w3 = trial.dense
-        return (1 - theta) * y + theta * (trial.y1 + (1 - theta) * (w2 + theta * w3))
+    def error_ratio(self, h, K, y, y1, rtol, atol, norm):
+        err = K.U.raw_dot(self.e)
+        if not self.whole:  # the quadrature's error is not estimated
+            err = self.with_part(self.xp.zeros(self.n, dtype=self.dtype), err)
+        return self.ratio(err, y, y1, rtol, atol, norm)
+
+    def next_slope(self, f, s1, y1, K):
+        """f(y1, s1), from the next step's Jacobian (taken here, once)."""
+        return self.shaped(self._start(f, s1, y1)[0])
+
+    def _dense(self, F, s, z, h, K, theta):
+        """The flat state at s + θh: z_b by rodas.f's CONTRO, (1−θ) y + θ (y1 + (1−θ)(w2 +
+        θ w3)) (order 3); z_q + ∫ f_q over [s, s + θh] on it (f_q does not read z_q)."""
+        y_b = (1 - theta) * z[self.part] + theta * (K.y1 + (1 - theta) * (K.w2 + theta * K.w3))
+        if self.whole:
+            return y_b
+        total = None
+        for x, w in _GAUSS:
+            y_bx = (1 - theta * x) * z[self.part] + (theta * x) * (
+                K.y1 + (1 - theta * x) * (K.w2 + (theta * x) * K.w3)
+            )
+            term = w * F(self.with_part(z, y_bx), s + (theta * x) * h)
+            total = term if total is None else total + term
+        return self.with_part(z + (theta * h) * total, y_b)
+
+    def interpolate(self, f, s, y, h, K, theta):
+        return self.shaped(self._dense(self.on_flat(f), s, self.flat(y), h, K, theta))
 
 
 # --------------------------------------------------------------------------------------
@@ -339,82 +401,118 @@ class Rodas4:
 # --------------------------------------------------------------------------------------
 
 
-class Kvaerno5:
-    """Steps of Kværnø's ESDIRK 5(4) on a flat state, with a simplified Newton iteration.
+class ESDIRKStages(NamedTuple):
+    """What a kvaerno5 step leaves for the loop: its stages z_i (flat), the slopes at
+    both ends (for the dense output), its filtered error, and whether Newton failed."""
+
+    Z: object
+    y1: object
+    f0: object
+    f1: object
+    err: object
+    failed: bool = False
+
+
+class Kvaerno5Step(_FlatState):
+    """Kværnø's ESDIRK 5(4) in the solver loop, with a simplified Newton iteration.
 
     Hairer & Wanner II, IV.8: for each implicit stage, Δz = M⁻¹(h f(Y) − z) with the
     iteration matrix M = I − hγJ held fixed. The contraction rate θ_k = ‖Δz_k‖/‖Δz_{k−1}‖
     predicts the remaining error as θ/(1−θ)‖Δz_k‖ (their (8.10)); Newton stops when that
-    is below KAPPA (in units of the tolerances), and gives up (the step is rejected) when
-    θ ≥ 1 or when θ^(MAX_ITER−k)/(1−θ)‖Δz_k‖ says it cannot get there within MAX_ITER.
+    is below KAPPA (in units of the tolerances), and gives up when θ ≥ 1 or when
+    θ^(MAX_ITER−k)/(1−θ)‖Δz_k‖ says it cannot get there within MAX_ITER iterations: the
+    error ratio is then infinite, so the loop rejects the step and shrinks it.
 
-    J is kept from step to step, and M's factorization while h is unchanged. J is
-    recomputed at the next step's start after a step whose Newton needed more than two
-    iterations at a rate above 1e-3 (as scipy's Radau does), and at once after a failure
-    with an old J. J never depends on traced values: the converged stages do not depend
-    on M, only the speed of getting there does.
+    J is kept from step to step (one Jacobian costs a reverse pass per row); M is
+    factored again whenever h changes. RADAU5 keeps M for step ratios in [1, 1.2] by
+    holding h, which the loop's controller decides here; using an M made for another h
+    let Newton stop early on the rate carried over from the last stage, and the error
+    estimate (which sees Newton's error) jumped 100-fold at a 20 % larger step. J is
+    recomputed at the next step after a step whose Newton needed more than two iterations
+    at a rate above 1e-3 (as scipy's Radau does), and at once when Newton fails with an
+    old J. J is taken on raw values even when y is traced: the converged stages do not
+    depend on M, only the speed of getting there does (see `_differentiable`).
+
+    The Newton tolerances are those the loop last passed to `error_ratio` (before the
+    first one, rtol 1e-10 and atol 1e-12: a first trial iterated a little further).
+    The part z_q that does not feed back (block < n) needs no iteration: its stages are
+    z_q,i = h f_q(Y_i), read off the same evaluations of f.
     """
 
     tab = KVAERNO5
-    fsal = True
+    exponent = 1.0 / (KVAERNO5.error_order + 1)
     KAPPA = 0.03
     MAX_ITER = 10
 
-    def __init__(self, f, counts, scale):
-        self.f, self.counts, self.scale = f, counts, scale
-        self.J = None  # raw ∂f/∂y, from some step's start
-        self.J_current = False  # J was evaluated at the current step's start
-        self.refresh = True  # evaluate J at the next step's start
-        self.M = None  # the factorization of I − hγJ, and the h it was made for
-        self.M_h = None
+    def __init__(self, y0, block=None):
+        super().__init__(y0, block)
+        tab = self.tab
+        self.a = [self.row(r) for r in tab.a]
+        self.predictor = [self.row(r) for r in tab.predictor]
+        self.b_err = self.row(tab.b_err)
+        self.tolerances = (1e-10, 1e-12)
+        self.J = None  # raw ∂f_b/∂z_b
+        self.J_at = None  # (y, s) where J was taken
+        self.refresh = True  # take a new J at the next step
+        self.M, self.M_h = None, None  # the factorization of I − hγJ, and its h
         self.eta = 1.0  # Hairer's η, carried from stage to stage
 
-    def begin(self, t, y, f0):
-        """Take a new J at (t, y) if the last step asked for one; f0 = f(y, t) is given."""
-        self.J_current = False
-        if self.refresh:
-            self._new_jacobian(t, y)
-        return f0
+    def _jacobian(self, f, s, y):
+        _, J, _ = jacobian_at(self.on_flat(f), getval(self.flat(y)), getval(s), self.part, f.stats)
+        self.J, self.J_at = getval(J), (y, float(getval(s)))
+        self.refresh, self.M = False, None
 
-    def _new_jacobian(self, t, y):
-        # Raw values only (see the class docstring): its call of f is counted, its value unused.
-        _, self.J, _ = jacobian_at(self.f, getval(y), getval(t), self.counts)
-        self.J_current, self.refresh, self.M = True, False, None
-
-    def after_failure(self, t, y):
-        """Newton failed: refresh an old J now (the caller halves h)."""
-        self.counts.newton_failures += 1
-        if not self.J_current:
-            self._new_jacobian(t, y)
-
-    def keeps_factorization(self, h_new, h):
-        """RADAU5's rule: a step ratio in [1, 1.2] keeps h (and M's factorization) unchanged."""
-        return self.M is not None and 1.0 <= h_new / h <= 1.2
-
-    def _matrix(self, h):
-        if self.M is None or self.M_h != h:
-            n = self.J.shape[0]
-            eye = array_module(self.J).eye(n, dtype=self.J.dtype)
-            self.M, self.M_h = Factored(eye - (h * self.tab.gamma) * self.J, self.counts), h
+    def _matrix(self, f, h):
+        """M = I − hγJ, factored for this h (rejected trials from one start differ in h)."""
+        if self.M is None or h != self.M_h:
+            self.M = Factored(self.eye() - (h * self.tab.gamma) * self.J, f.stats)
+            self.M_h = h
         return self.M
 
-    def attempt(self, t, y, h, f0):
-        """One step of size h; None if Newton failed to converge in some stage."""
-        tab, counts = self.tab, self.counts
-        M = self._matrix(h)
-        scale = self.scale(y)
-        z = [h * f0]
+    def step(self, f, s, y, h, k0):
+        tab, part = self.tab, self.part
+        here = (y, float(getval(s)))
+        raw_f = _raw_dynamics(f)
+        if self.J is None or self.refresh:
+            self._jacobian(raw_f, s, y)
+        h_raw = float(getval(h))
+        M = self._matrix(f, h_raw)
+        stages_raw = self._newton(self.on_flat(raw_f), float(getval(s)), y, h_raw, k0, M)
+        if stages_raw is None:
+            return self._failed(y, here, k0)
+        if not _traced(f, y, s, h, k0):
+            Z = stages(stages_raw[0], len(tab.c), s, y, h)
+            for zi in stages_raw[1:]:
+                Z.append(zi)
+            y1 = self.flat(y) + Z.dot(self.row(tab.b))  # stiffly accurate: y_{n+1} = Y_7
+        else:
+            Z, y1 = self._differentiable(f, s, y, h, k0, stages_raw)
+        # Hairer & Wanner IV.8 (8.20): the estimate filtered by M⁻¹, so that stiff components
+        # (where the raw estimate is O(1) while y is accurate) do not reject every step.
+        err = Z.raw_dot(self.b_err)
+        err = self.with_part(err, M.solve(err[part]))
+        y1 = self.shaped(y1)
+        return y1, ESDIRKStages(Z, y1, k0, self.shaped(Z[len(tab.c) - 1] / h), err)
+
+    def _newton(self, F, s, y, h, k0, M):
+        """The stages z_0 … z_6 (flat, raw) by simplified Newton, or None if it failed."""
+        tab, part = self.tab, self.part
+        rtol, atol = self.tolerances
+        y, k0 = getval(y), getval(k0)
+        scale = np.reshape(atol + rtol * np.abs(y), (-1,))[part]
+        z = self.flat(y)
+        Z = stages(h * self.flat(k0), len(tab.c), s, y, h)
         slow = False
         for i in range(1, len(tab.c)):
-            base = _plus(y, _weighted(tab.a[i], z))
-            zi = _weighted(tab.predictor[i], z)
-            ti = t + tab.c[i] * h
+            base = z + Z.dot(self.a[i])
+            zi = Z.dot(self.predictor[i])
             previous = None
             for k in range(self.MAX_ITER):
-                counts.nfe += 1
-                dz = M.solve(h * self.f(base + tab.gamma * zi, ti) - zi)
+                # raw even when func closes over traced values: Newton is never differentiated
+                r = h * getval(F(base + tab.gamma * zi, s + tab.c[i] * h)) - zi
+                dz = self.with_part(r, M.solve(r[part]))  # the rest: z_q,i = h f_q(Y_i)
                 zi = zi + dz
-                size = scaled_rms(dz, scale)
+                size = scaled_rms(dz[part], scale)
                 if not math.isfinite(size):
                     return None
                 if previous is None:
@@ -422,10 +520,9 @@ class Kvaerno5:
                     self.eta = max(self.eta, numpy.finfo(float).eps) ** 0.8
                 else:
                     rate = size / previous if previous > 0 else 0.0
-                    if rate >= 1.0 or size * rate ** (self.MAX_ITER - 1 - k) / (1 - rate) > (
-                        self.KAPPA
-                    ):
-                        return None  # diverging, or too slow to converge in MAX_ITER
+                    left = self.MAX_ITER - 1 - k  # iterations still allowed
+                    if rate >= 1.0 or size * rate**left / (1 - rate) > self.KAPPA:
+                        return None  # diverging, or too slow
                     slow = slow or (k >= 2 and rate > 1e-3)
                     self.eta = rate / (1 - rate)
                 if self.eta * size <= self.KAPPA or size == 0.0:
@@ -433,148 +530,85 @@ class Kvaerno5:
                 previous = size
             else:
                 return None
-            z.append(zi)
+            Z.append(zi)
         self.refresh = slow
-        y1 = base + tab.gamma * zi  # stiffly accurate: y_{n+1} = Y_7
-        # Hairer & Wanner IV.8 (8.20): the estimate filtered by M⁻¹, so that stiff components
-        # (where the raw estimate is O(1) while y is accurate) do not reject every step.
-        err = M.solve(_weighted(tab.b_err, z))
-        return Trial(y1, err, (f0, zi / h), f1=zi / h)
+        return [Z[i] for i in range(len(tab.c))]
 
-    @staticmethod
-    def dense(y, trial, h, theta):
+    def _differentiable(self, f, s, y, h, k0, stages_raw):
+        """The stages on the tape, from Newton's raw solution z*: for each stage one full
+        Newton step z = z* + M*⁻¹(h f(Y) − z*) with M* = I − hγ ∂f/∂y at Y = base + γz*.
+
+        Its value improves z* (quadratically); its derivative is exactly the implicit
+        function theorem's, dz = M*⁻¹ h (∂f/∂y d(base) + ∂f/∂θ dθ + …), the derivative of
+        the stage equation z = h f(base + γz) itself. Differentiating Newton's iterations
+        instead would give it only to the iteration's contraction, which is slower for the
+        derivative than for the value (kvaerno5's rows of tests/test_odeint_gradient_table.py
+        were off by 1.6e-5 that way, where 1e-6 is allowed).
+        """
+        tab, part = self.tab, self.part
+        F, raw_F, z = self.on_flat(f), self.on_flat(_raw_dynamics(f)), self.flat(y)
+        h_raw = float(getval(h))
+        Z = stages(h * self.flat(k0), len(tab.c), s, y, h)
+        for i in range(1, len(tab.c)):
+            base = z + Z.dot(self.a[i])
+            ti = s + tab.c[i] * h
+            Y = base + tab.gamma * stages_raw[i]
+            _, J, _ = jacobian_at(raw_F, getval(Y), getval(ti), part, f.stats)
+            exact = Factored(self.eye() - (h_raw * tab.gamma) * getval(J), f.stats)
+            r = h * F(Y, ti) - stages_raw[i]
+            Z.append(stages_raw[i] + self.with_part(r, exact.solve(r[part])))
+        return Z, base + tab.gamma * Z[len(tab.c) - 1]
+
+    def _failed(self, y, here, k0):
+        """Newton did not converge: an old J is replaced now; the loop shrinks h."""
+        if self.J_at is None or self.J_at[0] is not here[0] or self.J_at[1] != here[1]:
+            self.refresh = True
+        nan = self.xp.full(self.shape, numpy.nan, dtype=self.dtype)
+        return nan, ESDIRKStages(None, nan, k0, None, None, failed=True)
+
+    def error_ratio(self, h, K, y, y1, rtol, atol, norm):
+        self.tolerances = (rtol, atol)
+        if K.failed:
+            return math.inf
+        return self.ratio(K.err, y, y1, rtol, atol, norm)
+
+    def next_slope(self, f, s1, y1, K):
+        """f(y1, s1) ≈ z_7/h, the last stage's slope (exact when Newton has converged)."""
+        return K.f1
+
+    def interpolate(self, f, s, y, h, K, theta):
         """The cubic Hermite interpolant through (y, f0) and (y1, f1), order 3."""
-        f0, f1 = trial.dense
         t2, t3 = theta * theta, theta * theta * theta
         return (
             (2 * t3 - 3 * t2 + 1) * y
-            + (t3 - 2 * t2 + theta) * (h * f0)
-            + (3 * t2 - 2 * t3) * trial.y1
-            + (t3 - t2) * (h * f1)
+            + (t3 - 2 * t2 + theta) * (h * K.f0)
+            + (3 * t2 - 2 * t3) * K.y1
+            + (t3 - t2) * (h * K.f1)
         )
 
 
-# --------------------------------------------------------------------------------------
-# A driver for the two methods (used until they join tinyode's solver loop)
-# --------------------------------------------------------------------------------------
+def _traced(f, *values):
+    """Whether the step records on a tape: a traced value, or traced leaves of f's args."""
+    args = getattr(f, "args", ())
+    return any(map(isbox, values)) or any(map(isbox, tree_flatten(args)[0]))
 
 
-def _flat_func(func, shape, args):
-    """func on a flat state: the linear algebra is on vectors."""
-
-    def f(z, t):
-        return np.reshape(func(np.reshape(z, shape), t, *args), (-1,))
-
-    return f
-
-
-def solve_implicit(
-    func,
-    y0,
-    ts,
-    args=(),
-    *,
-    method,
-    rtol=1e-7,
-    atol=1e-9,
-    first_step=None,
-    max_steps=100_000,
-    max_step=None,
-):
-    """Solve y' = func(y, t, *args) with an implicit method; returns (ys, info).
-
-    ys[i] approximates y(ts[i]) (the dense output between steps); info holds nfe,
-    njev, nlu, n_steps, n_rejected, newton_failures and the accepted step sizes.
-    """
-    if method not in IMPLICIT_TABLEAUS:
-        raise ValueError(f"unknown implicit method {method!r}; choose rodas4 or kvaerno5")
-    counts = Counts()
-    shape = np.shape(y0)
-    f = _flat_func(func, shape, args)
-    y = np.reshape(y0, (-1,))
-    t_raw = [float(v) for v in getval(ts).tolist()]
-    t0, t_end = t_raw[0], t_raw[-1]
-    direction = 1.0 if t_end >= t0 else -1.0
-    tab = IMPLICIT_TABLEAUS[method]
-
-    def scale(y):
-        return atol + rtol * np.abs(getval(y))
-
-    stepper = Rodas4(f, counts) if method == "rodas4" else Kvaerno5(f, counts, scale)
-    ys = [y]
-    tn, i_out = t0, 1
-    f0 = None
-    if stepper.fsal:
-        counts.nfe += 1
-        f0 = f(y, t0)
-    h = None if first_step is None else abs(first_step)
-    exponent = 1.0 / (tab.error_order + 1)
-    n_steps = n_rejected = 0
-    step_sizes = []
-    h_acc = err_acc = None  # Gustafsson's predictive controller (HW IV.8 (8.21))
-    rejected_last = False
-    while i_out < len(t_raw):
-        if n_steps + n_rejected >= max_steps:
-            raise SolverError(
-                f"max_steps={max_steps} exceeded at t={tn:.6g} after {n_steps} accepted steps"
-            )
-        f0 = stepper.begin(tn, y, f0)
-        if h is None:
-            h = _initial_step(y, f0, rtol, atol)
-        if max_step is not None:
-            h = min(h, max_step)
-        while True:  # tries from (tn, y) until one is accepted
-            if h < 16 * math.ulp(max(abs(tn), 1.0)):
-                raise SolverError(f"step size underflow at t={tn:.6g} after {n_steps} steps")
-            last = (tn + direction * h - t_end) * direction >= -1e-12 * max(abs(t_end), 1.0)
-            hs = t_end - tn if last else direction * h
-            trial = stepper.attempt(tn, y, hs, f0)
-            if trial is None:  # Newton diverged: reject, shrink, maybe a new J
-                n_rejected += 1
-                stepper.after_failure(tn, y)
-                h, rejected_last = 0.5 * abs(hs), True
-                continue
-            ratio = scaled_rms(trial.err, np.maximum(scale(y), scale(trial.y1)))
-            if not math.isfinite(ratio):
-                ratio = 1e10
-            fac = min(6.0, max(0.2, 0.9 * max(ratio, 1e-10) ** -exponent))
-            if ratio <= 1.0:
-                break
-            n_rejected += 1
-            h, rejected_last = abs(hs) * min(1.0, fac), True
-        if h_acc is not None:
-            predictive = (h_acc / abs(hs)) * 0.9 * (err_acc / max(ratio, 1e-10) ** 2) ** exponent
-            fac = min(fac, max(0.2, min(6.0, predictive)))
-        h_acc, err_acc = abs(hs), max(1e-2, ratio)
-        while i_out < len(t_raw) - last and (t_raw[i_out] - (tn + hs)) * direction <= 0:
-            ys.append(stepper.dense(y, trial, hs, (t_raw[i_out] - tn) / hs))
-            i_out += 1
-        if last:
-            ys.append(trial.y1)
-            i_out = len(t_raw)
-        n_steps += 1
-        step_sizes.append(abs(hs))
-        tn = t_end if last else tn + hs
-        y, f0 = trial.y1, trial.f1
-        h_new = abs(hs) * (min(1.0, fac) if rejected_last else fac)
-        if stepper.fsal and stepper.keeps_factorization(h_new, abs(hs)):
-            h_new = abs(hs)
-        h, rejected_last = h_new, False
-    info = {
-        "nfe": counts.nfe,
-        "njev": counts.njev,
-        "nlu": counts.nlu,
-        "n_steps": n_steps,
-        "n_rejected": n_rejected,
-        "newton_failures": counts.newton_failures,
-        "step_sizes": numpy.asarray(step_sizes),
-    }
-    return np.stack([np.reshape(v, shape) for v in ys]), info
+def _raw_dynamics(f):
+    """f with raw args (the same counts), for what is never differentiated: Newton, J."""
+    args = getattr(f, "args", None)
+    if args is None or not any(map(isbox, tree_flatten(args)[0])):
+        return f
+    leaves, treedef = tree_flatten(args)
+    raw = Dynamics(f.func, tree_unflatten(treedef, [getval(x) for x in leaves]), f.stats, f.sign, 0)
+    raw.low = f.low  # the same precision of host times
+    return raw
 
 
-def _initial_step(y, f0, rtol, atol):
-    """A first step with ‖h f0‖ ≈ 0.01 in units of the tolerances (Hairer & Wanner I, II.4)."""
-    scale = atol + rtol * np.abs(getval(y))
-    d0, d1 = scaled_rms(y, scale), scaled_rms(f0, scale)
-    # The step controller grows h up to 6× a step, so a small start costs a few steps only.
-    return 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+def scaled_rms(x, scale):
+    """RMS of x / scale as a host float: the one synchronisation of a Newton iteration."""
+    x = getval(x) / scale
+    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+
+
+STEPPERS["rodas4"] = Rodas4Step
+STEPPERS["kvaerno5"] = Kvaerno5Step

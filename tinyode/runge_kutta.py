@@ -22,6 +22,7 @@ from tinyad import getval
 from tinyad.backend import array_module
 
 from .stages import stages
+from .stiffness import THRESHOLD, StiffnessDetector
 from .tableaus import dense_weights
 
 
@@ -51,6 +52,10 @@ class RungeKutta:
             self.exponent = 1.0 / 8
         else:
             self.exponent = 1.0 / (tableau.error_order + 1)
+        # dopri5 and tsit5 watch for stiffness over the solve (tinyode/stiffness.py): each
+        # accepted step's stages are tested in next_slope, with h and y kept by error_ratio.
+        self.stiffness = StiffnessDetector(tableau) if tableau.name in THRESHOLD else None
+        self.trial = None
 
     def combine(self, y, h, row, K):
         """y + h Σ_i row_i k_i: one product of the coefficients with the stacked stages."""
@@ -70,7 +75,15 @@ class RungeKutta:
         return y1, K
 
     def next_slope(self, f, t1, y1, K):
-        """k_0 of the next step: f(y_1, t_1), which an FSAL method has already computed."""
+        """k_0 of the next step: f(y_1, t_1), which an FSAL method has already computed.
+
+        Called once per accepted step, so that is where stiffness is tested (DOPRI5's test
+        on the last two stages, no evaluation of f).
+        """
+        if self.stiffness is not None and self.trial is not None and self.trial[2] <= 1.0:
+            h, y, _ = self.trial
+            t_end = getattr(f, "sign", 1.0) * float(getval(t1))
+            self.stiffness.accepted(t_end, y, h, K, getval(y1))
         return K[self.s - 1] if self.tab.fsal else f(y1, t1)
 
     def error_ratio(self, h, K, y, y1, rtol, atol, norm):
@@ -83,6 +96,8 @@ class RungeKutta:
         y, y1 = getval(y), getval(y1)
         scale = atol + rtol * np.maximum(np.abs(y), np.abs(y1))
         ratio = norm(h * K.raw_dot(self.e) / scale)
+        if self.stiffness is not None:
+            self.trial = (float(getval(h)), y, ratio)  # for the stiffness test, if accepted
         if self.e3 is None or not ratio > 0:
             return ratio
         ratio3 = norm(h * K.raw_dot(self.e3) / scale)

@@ -16,8 +16,11 @@ real stability boundary (3.51).
 """
 
 import math
+import os
+import sys
 import warnings
 
+import tinyad
 import tinyad.numpy as np
 from tinyad import getval
 
@@ -43,7 +46,7 @@ def h_lambda(tableau, y, h, ks, y1):
     is where the FSAL stage k_s was evaluated. One host value.
     """
     s = len(tableau.c)
-    ks = [getval(k) for k in ks[:s]]
+    ks = [getval(ks[i]) for i in range(s)]
     y_prev = getval(y)
     for a, k in zip(tableau.a[s - 2], ks):  # the argument of stage s − 1
         if a != 0.0:
@@ -65,8 +68,9 @@ class StiffnessDetector:
         self.negative = 0
         self.stiff_at = None  # the time stiffness was declared, once it was
 
-    def accepted(self, t, y, h, ks, y1):
-        """Call after each accepted step from (t, y) of size h; True when it declares stiffness."""
+    def accepted(self, t_end, y, h, ks, y1):
+        """Call after each accepted step from y of size h, ending at the time t_end (the
+        user's t); True when it declares stiffness."""
         self.n_accepted += 1
         if self.stiff_at is not None:
             return False
@@ -76,8 +80,8 @@ class StiffnessDetector:
             self.negative = 0
             self.positive += 1
             if self.positive == POSITIVE:
-                self.stiff_at = float(t) + float(h)
-                warnings.warn(self.message(), StiffnessWarning, stacklevel=2)
+                self.stiff_at = float(t_end)
+                warnings.warn(self.message(), StiffnessWarning, stacklevel=_user_stacklevel())
                 return True
         else:
             self.negative += 1
@@ -100,3 +104,16 @@ class StiffnessDetector:
             f' (stiffness was detected at t={self.stiff_at:.6g}: use method="rodas4" or '
             'method="kvaerno5")'
         )
+
+
+# Where tinyad's and tinyode's own frames live: the warning names the user's line instead.
+_LIBRARY = (os.path.dirname(tinyad.__file__) + os.sep, os.path.dirname(__file__) + os.sep)
+
+
+def _user_stacklevel():
+    """warnings.warn's stacklevel, from the caller of this function, that names the first
+    frame outside tinyad and tinyode (as tinyode/adjoint.py's BacksolveWarning does)."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_LIBRARY):
+        frame, level = frame.f_back, level + 1
+    return level
