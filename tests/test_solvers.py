@@ -327,3 +327,29 @@ def test_times_may_be_a_list_and_y0_a_float():
     ys = tinyode.odeint(lambda y, t: -y, 1.0, [0.0, 1.0])
     assert ys.shape == (2,) and ys.dtype == numpy.float64
     assert ys[-1] == pytest.approx(numpy.exp(-1.0), rel=1e-6)
+
+
+def test_integrate_towards_an_infinite_end_stops_where_on_step_says():
+    # An event search solves towards t_max = inf and stops on its own: no step is "the last".
+    import numpy as onp
+
+    from tinyode.solver import integrate
+
+    seen = []
+
+    def stop(run, step, s, y, h, K, y1):
+        seen.append(s + h)
+        return float(y1[0]) < 0  # the ball has landed
+
+    f = lambda y, t: onp.array([y[1], -9.81])
+    integrate(
+        f,
+        onp.array([1.0, 0.0]),
+        onp.array([0.0, onp.inf]),
+        (),
+        method="dopri5",
+        rtol=1e-7,
+        atol=1e-9,
+        on_step=stop,
+    )
+    assert onp.isfinite(seen).all() and seen[-1] > onp.sqrt(2 / 9.81) > seen[-2]

@@ -333,7 +333,8 @@ def adaptive_step(run, controller, sn, y, k0, h, max_steps):
     while True:
         run.check_budget(max_steps, sn)
         h = controller.bounded(h, sn)
-        last = sn + h - raw[-1] >= -1e-12 * max(abs(raw[-1]), 1.0)
+        # (an infinite end, an event search's t_max, is never landed on)
+        last = sn + h - raw[-1] >= -1e-12 * max(abs(raw[-1]), 1.0) and math.isfinite(raw[-1])
         if last:  # the final step lands exactly on the last output time
             h = raw[-1] - sn
         # Its start hangs on ts[0]; the last step's end on the last output time.
