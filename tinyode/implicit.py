@@ -429,9 +429,9 @@ class Kvaerno5Step(_FlatState):
     let Newton stop early on the rate carried over from the last stage, and the error
     estimate (which sees Newton's error) jumped 100-fold at a 20 % larger step. J is
     recomputed at the next step after a step whose Newton needed more than two iterations
-    at a rate above 1e-3 (as scipy's Radau does), and at once when Newton fails with an
-    old J. J is taken on raw values even when y is traced: the converged stages do not
-    depend on M, only the speed of getting there does (see `_differentiable`).
+    at a rate above SLOW_RATE, and at once when Newton fails with an old J. J is taken on
+    raw values even when y is traced: the converged stages do not depend on M, only the
+    speed of getting there does (see `_differentiable`).
 
     The Newton tolerances are those the loop last passed to `error_ratio` (before the
     first one, rtol 1e-10 and atol 1e-12: a first trial iterated a little further).
@@ -443,6 +443,11 @@ class Kvaerno5Step(_FlatState):
     exponent = 1.0 / (KVAERNO5.error_order + 1)
     KAPPA = 0.03
     MAX_ITER = 10
+    # A stage past SLOW_ITER iterations at a rate above SLOW_RATE asks for a new J. RADAU5
+    # uses 1e-3 and advises 0.1 when Jacobians are costly, as ours are (a reverse pass per
+    # row): 0.05 took the least time on tests/bench/b8_stiff.py (a third of the Jacobians
+    # of 1e-3, a fifth more evaluations of f).
+    SLOW_ITER, SLOW_RATE = 2, 0.05
 
     def __init__(self, y0, block=None):
         super().__init__(y0, block)
@@ -523,7 +528,7 @@ class Kvaerno5Step(_FlatState):
                     left = self.MAX_ITER - 1 - k  # iterations still allowed
                     if rate >= 1.0 or size * rate**left / (1 - rate) > self.KAPPA:
                         return None  # diverging, or too slow
-                    slow = slow or (k >= 2 and rate > 1e-3)
+                    slow = slow or (k >= self.SLOW_ITER and rate > self.SLOW_RATE)
                     self.eta = rate / (1 - rate)
                 if self.eta * size <= self.KAPPA or size == 0.0:
                     break

@@ -25,6 +25,7 @@ WORKLOADS = {
     "B5": "b5_memory",
     "B6": "b6_floor",
     "B7": "b7_forward",
+    "B8": "b8_stiff",
     "B9": "b9_events",
 }
 
