@@ -48,14 +48,12 @@ import tinyad
 import tinyad.numpy as np
 from tinyad import getval, isbox
 from tinyad.backend import array_module
-from tinyad.tree import tree_flatten, tree_unflatten
 
 from .errors import NoEventError, SolverError
-from .odeint import METHODS, odeint
+from .inputs import GRADIENTS, METHODS, _as_array, _numbers_only, _stacking, split_args
+from .odeint import odeint
 from .solver import FIXED_STEP, Stats, integrate, rms_norm
 from .tableaus import TABLEAUS
-
-GRADIENTS = ("adjoint", "backprop", "checkpoint")
 
 # --- 1. the search: the first wanted sign change among the samples of g ------------------------
 
@@ -398,23 +396,7 @@ class EventProblem:
 
     def __init__(self, func, y0, t0, event_fn, args, direction, t_max, method, rtol, atol,
                  max_steps, gradient):  # fmt: skip
-        if isinstance(direction, bool) or direction not in (-1, 0, 1):
-            raise ValueError(
-                f"direction must be 1 (upward), -1 (downward) or 0 (either), got {direction!r}"
-            )
-        if not callable(event_fn):
-            raise TypeError(f"event_fn must be a function event_fn(y, t, *args), got {event_fn!r}")
-        if method not in METHODS:
-            raise ValueError(
-                f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}"
-            )
-        if gradient not in GRADIENTS:
-            raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
-        for name, v in (("rtol", rtol), ("atol", atol)):
-            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
-            raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+        _check_options(event_fn, direction, method, gradient, rtol, atol, max_steps)
         self.direction, self.method, self.gradient = direction, method, gradient
         self.rtol, self.atol, self.max_steps = rtol, atol, max_steps
 
@@ -437,7 +419,7 @@ class EventProblem:
             self.unflatten = unflatten
         else:
             z0 = _as_array(y0)
-            self.rhs = lambda z, t, *a: _stacked(func(z, t, *a))
+            self.rhs = _stacking(func)
             self.event_fn, self.unflatten = event_fn, None
         self.z0_in, self.z0 = z0, getval(z0)
         self.shape, self.dtype = self.z0.shape, self.z0.dtype
@@ -446,18 +428,9 @@ class EventProblem:
             raise ValueError("y0 must be finite; it contains NaN or inf")
 
         # args: the floating-point leaves θ are differentiated, the rest are constants
-        leaves, treedef = tree_flatten(args)
-        slots = [i for i, x in enumerate(leaves) if _differentiable(x)]
-        self.theta = [leaves[i] for i in slots]
-
-        def rebuild(theta):
-            filled = list(leaves)
-            for i, x in zip(slots, theta):
-                filled[i] = x
-            return tree_unflatten(treedef, filled)
-
-        self.rebuild = rebuild
-        self.args = rebuild([getval(x) for x in self.theta])
+        self.theta, argdef = split_args(args)
+        self.rebuild = argdef.rebuild
+        self.args = self.rebuild([getval(x) for x in self.theta])
         if self.dtype.kind == "c" and any(map(isbox, [z0, t0, *self.theta])):
             raise TypeError(
                 "odeint_event cannot differentiate through a complex state: tinyad does not "
@@ -477,6 +450,25 @@ class EventProblem:
         return _event_value(self.event_fn(z, t, *self.args), t)
 
 
+def _check_options(event_fn, direction, method, gradient, rtol, atol, max_steps):
+    """The errors odeint_event raises before solving, for its options."""
+    if isinstance(direction, bool) or direction not in (-1, 0, 1):
+        raise ValueError(
+            f"direction must be 1 (upward), -1 (downward) or 0 (either), got {direction!r}"
+        )
+    if not callable(event_fn):
+        raise TypeError(f"event_fn must be a function event_fn(y, t, *args), got {event_fn!r}")
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; choose one of METHODS: {', '.join(METHODS)}")
+    if gradient not in GRADIENTS:
+        raise ValueError(f"unknown gradient {gradient!r}; choose one of {', '.join(GRADIENTS)}")
+    for name, v in (("rtol", rtol), ("atol", atol)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
+            raise ValueError(f"{name} must be a positive number, got {v!r}")
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps <= 0:
+        raise ValueError(f"max_steps must be a positive integer, got {max_steps!r}")
+
+
 def _scalar_time(name, t):
     """A time given as a number or a 0-d array (traced or not) as a host float."""
     v = getval(t)
@@ -488,34 +480,6 @@ def _scalar_time(name, t):
     ):
         raise ValueError(f"{name} must be a number (a scalar time), got {t!r}")
     return float(v)
-
-
-def _numbers_only(tree):
-    """A (nested) list or tuple of numbers (0-d values, traced or not): an array y0."""
-    if isinstance(tree, (list, tuple)):
-        return all(_numbers_only(x) for x in tree)
-    v = getval(tree)
-    return isinstance(v, numbers.Number) or getattr(v, "shape", None) == ()
-
-
-def _as_array(y0):
-    """y0 as an array, converted as numpy does (integers become float64)."""
-    if isbox(y0):
-        return y0
-    if isinstance(y0, (list, tuple)):
-        return np.array(y0) if any(map(isbox, tree_flatten(y0)[0])) else numpy.asarray(y0, float)
-    v = y0 if hasattr(y0, "dtype") else numpy.asarray(y0)
-    return v.astype(numpy.float64) if v.dtype.kind in "biu" else array_module(v).asarray(v)
-
-
-def _stacked(dy):
-    """A list or tuple func returns for an array state, stacked (as scipy does)."""
-    return np.array(dy) if isinstance(dy, (list, tuple)) else dy
-
-
-def _differentiable(x):
-    """A leaf of args to differentiate: a traced value or a real float (array)."""
-    return isbox(x) or isinstance(x, float) or getattr(getattr(x, "dtype", None), "kind", "") == "f"
 
 
 def _event_value(v, t):
