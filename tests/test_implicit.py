@@ -691,3 +691,46 @@ def test_robertson_rate_gradients(method, gradient, robertson_gradient):
 
     got = tinyad.grad(loss)(LOG_K)
     onp.testing.assert_allclose(got, robertson_gradient, rtol=GRADIENT_RTOL[method])
+
+
+def hires(y, t):
+    """HIRES (Schäfer 1975; Hairer & Wanner's test set): 8 species, stiffness ratio ~1e4."""
+    return np.stack(
+        [
+            -1.71 * y[0] + 0.43 * y[1] + 8.32 * y[2] + 0.0007,
+            1.71 * y[0] - 8.75 * y[1],
+            -10.03 * y[2] + 0.43 * y[3] + 0.035 * y[4],
+            8.32 * y[1] + 1.71 * y[2] - 1.12 * y[3],
+            -1.745 * y[4] + 0.43 * y[5] + 0.43 * y[6],
+            -280 * y[5] * y[7] + 0.69 * y[3] + 1.71 * y[4] - 0.43 * y[5] + 0.69 * y[6],
+            280 * y[5] * y[7] - 1.81 * y[6],
+            -280 * y[5] * y[7] + 1.81 * y[6],
+        ]
+    )
+
+
+HIRES_Y0 = onp.array([1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0057])
+HIRES_END = 321.8122
+
+
+@pytest.fixture(scope="module")
+def hires_radau():
+    """HIRES at t = 321.8122 by scipy's Radau at rtol 1e-12."""
+    integrate = pytest.importorskip("scipy.integrate")
+
+    def f(t, y):
+        return onp.asarray(hires(onp.asarray(y), t))
+
+    sol = integrate.solve_ivp(f, (0.0, HIRES_END), HIRES_Y0, method="Radau", rtol=1e-12, atol=1e-16)
+    assert sol.success
+    return sol.y[:, -1]
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_hires(method, hires_radau):
+    ys, info = tinyode.odeint(
+        hires, HIRES_Y0, onp.array([0.0, HIRES_END]), method=method, rtol=1e-6, atol=1e-10,
+        full_output=True,
+    )  # fmt: skip
+    onp.testing.assert_allclose(ys[-1], hires_radau, rtol=1e-5)  # measured 1e-7, 3e-6
+    assert info["n_steps"] < 1000  # scipy's Radau: 210 steps, BDF 327 (tests/bench B8)

@@ -82,9 +82,13 @@ class RungeKutta:
         """
         if self.stiffness is not None and self.trial is not None and self.trial[2] <= 1.0:
             h, y, _ = self.trial
-            t_end = getattr(f, "sign", 1.0) * float(getval(t1))
+            t_end = getval(t1) if getattr(f, "sign", 1.0) > 0 else -getval(t1)  # the user's t
             self.stiffness.accepted(t_end, y, h, K, getval(y1))
         return K[self.s - 1] if self.tab.fsal else f(y1, t1)
+
+    def stiffness_note(self):
+        """What a SolverError adds once stiffness was detected in this solve ('' before)."""
+        return self.stiffness.note() if self.stiffness is not None else ""
 
     def error_ratio(self, h, K, y, y1, rtol, atol, norm):
         """‖err / (atol + rtol·max(|y|, |y_1|))‖ as a host float; ≤ 1 accepts the step.

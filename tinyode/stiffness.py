@@ -53,8 +53,9 @@ def h_lambda(tableau, y, h, ks, y1):
             y_prev = y_prev + (h * a) * k
     num = np.sum((ks[s - 1] - ks[s - 2]) ** 2)
     den = np.sum((getval(y1) - y_prev) ** 2)
-    den = float(den)
-    return abs(h) * math.sqrt(float(num) / den) if den > 0.0 else 0.0
+    # One host value: the quotient is made 0 where den = 0 (without dividing by zero).
+    quotient = float(num / (den + (den == 0)) * (den > 0))
+    return abs(h) * math.sqrt(quotient)
 
 
 class StiffnessDetector:
@@ -70,7 +71,7 @@ class StiffnessDetector:
 
     def accepted(self, t_end, y, h, ks, y1):
         """Call after each accepted step from y of size h, ending at the time t_end (the
-        user's t); True when it declares stiffness."""
+        user's t, read on the host only when stiffness is declared); True when it is."""
         self.n_accepted += 1
         if self.stiff_at is not None:
             return False
