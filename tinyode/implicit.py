@@ -17,13 +17,18 @@ Finite differences are never used.
   W-method), which is why it suits an autodiff library.
 - kvaerno5: Kværnø's ESDIRK 5(4) (BIT 44, 2004): 7 stages, the first explicit, each
   other one an implicit equation z_i = h f(Y_i), Y_i = y_n + Σ_{j<i} a_ij z_j + γ z_i,
-  solved by a simplified Newton iteration with M = I − hγJ. J and the factorization are
-  kept while Newton converges fast and refreshed when it slows; a diverging Newton
-  rejects the step and halves it (Hairer & Wanner IV.8).
+  solved by a simplified Newton iteration with M = I − hγJ. J is kept from step to step
+  while Newton converges fast and refreshed when it slows, M is factored once per step
+  size; a diverging Newton rejects the step (an infinite error ratio: the loop shrinks h
+  and a stale J is replaced) (Hairer & Wanner IV.8).
+
+Both are step objects of the solver loop (tinyode/solver.py, STEPPERS); the part of the
+state that does not feed back into f (the adjoint's dL/dθ, `block`) is a quadrature and
+needs no Jacobian.
 
 The step code is written with tinyad.numpy operations, so it runs on traced values too
 (gradient="backprop" and "checkpoint" differentiate through the stages and the linear
-solves). On raw arrays M is factored once per step with `numpy.linalg.inv` (LAPACK's
+solves). On raw arrays M is factored once per trial step with `numpy.linalg.inv` (LAPACK's
 LU, getrf, then getri; numpy exposes no lu_factor and scipy is not a dependency), and
 each solve is a matrix-vector product plus one step of iterative refinement against M,
 which makes it as accurate as a backward-stable LU solve (Skeel 1980; Higham, Accuracy
