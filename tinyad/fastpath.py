@@ -29,25 +29,23 @@ plain_backward = core.backward
 def primitive_call(self, *args, **kwargs):
     """core.Primitive.__call__ for the common case: every Box argument on one tape."""
     tape = None
-    for x in args:
-        if type(x) is Box:
+    for i, x in enumerate(args):
+        t = type(x)
+        if t is Box:
             if tape is None:
-                tape = x.tape
+                tape, raw, parents, nested = x.tape, list(args), [], False
             elif x.tape is not tape:
                 return plain_call(self, *args, **kwargs)  # Boxes of several tapes
-        elif (type(x) is list or type(x) is tuple) and _holds_box(x):
+            raw[i] = x.value
+            parents.append((i, x.index))
+            nested = nested or type(x.value) is Box
+        elif (t is list or t is tuple) and _holds_box(x):
             return plain_call(self, *args, **kwargs)  # an array-like holding Boxes
     if tape is None:
         out = self.fun(*args, **kwargs)
         return out.value if type(out) is Saved else out
-    raw, parents, nested = list(args), [], False
-    for i, x in enumerate(args):
-        if type(x) is Box:
-            raw[i] = x.value
-            parents.append((i, x.index))
-            nested = nested or type(x.value) is Box
     ans = self(*raw, **kwargs) if nested else self.fun(*raw, **kwargs)
-    if type(ans) is Saved or nested:
+    if nested or type(ans) is Saved:
         ans, kwargs = with_residuals(ans, kwargs)
     return tape.record(self, ans, raw, kwargs, tuple(parents))
 
