@@ -734,3 +734,30 @@ def test_hires(method, hires_radau):
     )  # fmt: skip
     onp.testing.assert_allclose(ys[-1], hires_radau, rtol=1e-5)  # measured 1e-7, 3e-6
     assert info["n_steps"] < 1000  # scipy's Radau: 210 steps, BDF 327 (tests/bench B8)
+
+
+def test_a_solver_error_after_detected_stiffness_says_so():
+    import warnings
+
+    import tinyad.numpy as tnp
+
+    def rober(y, t):
+        return tnp.stack(
+            [
+                -0.04 * y[0] + 1e4 * y[1] * y[2],
+                0.04 * y[0] - 1e4 * y[1] * y[2] - 3e7 * y[1] ** 2,
+                3e7 * y[1] ** 2,
+            ]
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", tinyode.StiffnessWarning)
+        with pytest.raises(tinyode.SolverError, match=r"stiffness was detected.*rodas4"):
+            tinyode.odeint(
+                rober,
+                numpy.array([1.0, 0.0, 0.0]),
+                numpy.array([0.0, 1e5]),
+                rtol=1e-6,
+                atol=1e-10,
+                max_steps=20_000,
+            )

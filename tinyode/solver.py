@@ -217,8 +217,13 @@ class Integration:
             raise SolverError(
                 f"max_steps={max_steps} exceeded at t={t:.6g} after {self.stats.n_steps} "
                 f"accepted steps; the problem may be stiff or blow up near t={t:.6g}: loosen "
-                "rtol/atol or raise max_steps"
+                f"rtol/atol or raise max_steps{self.stiffness_note()}"
             )
+
+    def stiffness_note(self):
+        """What an error adds when the method detected stiffness in this solve ('' if not)."""
+        note = getattr(self.rk, "stiffness_note", None)
+        return note() if note is not None else ""
 
     def check_finite(self, y, sn):
         """One host value: a non-finite derivative stops the solve with a SolverError."""
@@ -386,7 +391,7 @@ class Controller:
             )
             raise SolverError(
                 f"step size underflow at t={t:.6g} after {self.run.stats.n_steps} steps: {why} "
-                f"near t={t:.6g}; loosen rtol/atol, or check func"
+                f"near t={t:.6g}; loosen rtol/atol, or check func{self.run.stiffness_note()}"
             )
         return h
 
