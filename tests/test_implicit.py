@@ -755,8 +755,8 @@ def test_a_solver_error_after_detected_stiffness_says_so():
         with pytest.raises(tinyode.SolverError, match=r"stiffness was detected.*rodas4"):
             tinyode.odeint(
                 rober,
-                numpy.array([1.0, 0.0, 0.0]),
-                numpy.array([0.0, 1e5]),
+                onp.array([1.0, 0.0, 0.0]),
+                onp.array([0.0, 1e5]),
                 rtol=1e-6,
                 atol=1e-10,
                 max_steps=20_000,
