@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 export MPLBACKEND := Agg
 export OMP_NUM_THREADS := 1
 
-.PHONY: install test lint demo bench tutorials assignment grade fuzz clean
+.PHONY: install test lint demo bench tutorials notebooks assignment grade fuzz clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,10 @@ assignment: install
 # plain `make grade` grades the three solutions. Reports go to tutorials/course/grades/.
 grade: install
 	$(BIN)/python tutorials/course/grader.py $(or $(ASSIGNMENT),all) $(SUBMISSIONS)
+
+notebooks: install
+	$(BIN)/python -m pip install -q -e '.[notebooks]'
+	$(BIN)/jupyter lab tutorials
 
 bench: install
 	$(BIN)/python -m pip install -q -e '.[bench]' || echo "some peers failed to install; they are skipped"
