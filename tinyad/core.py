@@ -145,13 +145,20 @@ def read_value(x):
 
 
 def getval(x):
-    """The raw value under every Box."""
+    """The raw value under every Box.
+
+    >>> getval(box)        # the array a traced value holds
+    """
     while type(x) is Box:
         x = x.value
     return x
 
 
 def isbox(x):
+    """Whether x is a traced value.
+
+    >>> isbox(x)          # True inside grad(f)(x) while f runs
+    """
     return type(x) is Box
 
 
@@ -284,7 +291,10 @@ def defvjp(prim, *vjps):
 
 
 def defvjp_argnum(prim, fn):
-    """One vjp for every argument: `fn(argnum, g, ans, *args, **kwargs)` (variadic primitives)."""
+    """One vjp for every argument: `fn(argnum, g, ans, *args, **kwargs)` (variadic primitives).
+
+    >>> defvjp_argnum(_concatenate, lambda n, g, ans, *arrays, axis=0: ...)
+    """
 
     def rule(argnums, g, ans, *args, **kwargs):
         return [fn(n, g, ans, *args, **kwargs) for n in argnums]
@@ -298,6 +308,8 @@ def defvjp_all(prim, fn):
 
     For primitives whose cotangents come out of one computation (the ODE adjoint);
     `argnums` says which are needed, so work for the others can be skipped.
+
+    >>> defvjp_all(odeint_adjoint, adjoint_vjp)     # tinyode/adjoint.py
     """
 
     def rule(argnums, g, ans, *args, **kwargs):

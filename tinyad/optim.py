@@ -35,6 +35,10 @@ def _schedule(step_size):
 def sgd(grad_fun, params, step_size=0.1, num_iters=200, callback=None, mass=0.9):
     """Stochastic gradient descent with momentum (autograd's form).
 
+    `grad_fun(params, i)` returns the gradient at iteration i (params' structure);
+    `callback(params, i, g)` is called before each step; `step_size` is a number or a
+    function of i. Returns the final params.
+
     v ← mass·v − (1 − mass)·g
     x ← x + step_size·v
 
@@ -55,6 +59,10 @@ def adam(
     grad_fun, params, callback=None, num_iters=100, step_size=0.001, b1=0.9, b2=0.999, eps=1e-8
 ):
     """Adam (Kingma & Ba, 2015): steps scaled by running moment estimates.
+
+    `grad_fun(params, i)` returns the gradient at iteration i (params' structure);
+    `callback(params, i, g)` is called before each step; `step_size` is a number or a
+    function of i. Returns the final params.
 
     m ← b1·m + (1 − b1)·g          v ← b2·v + (1 − b2)·g²
     m̂ = m / (1 − b1^(i+1))        v̂ = v / (1 − b2^(i+1))

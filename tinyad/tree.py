@@ -9,7 +9,10 @@ __all__ = ["tree_flatten", "tree_unflatten", "tree_map"]
 
 
 def tree_flatten(tree):
-    """`(leaves, treedef)`: the leaves in a fixed order (dict keys sorted)."""
+    """`(leaves, treedef)`: the leaves in a fixed order (dict keys sorted).
+
+    >>> tree_flatten({"b": 2.0, "a": [1.0]})      # ([1.0, 2.0], treedef)
+    """
     leaves = []
     return leaves, _walk(tree, leaves)
 
@@ -25,7 +28,10 @@ def _walk(node, leaves):
 
 
 def tree_unflatten(treedef, leaves):
-    """Inverse of `tree_flatten`."""
+    """Inverse of `tree_flatten`.
+
+    >>> tree_unflatten(treedef, [3.0, 4.0])       # {'a': [3.0], 'b': 4.0}
+    """
     return _build(treedef, iter(leaves))
 
 
@@ -42,7 +48,10 @@ def _build(node, it):
 
 
 def tree_map(fun, tree, *rest):
-    """Apply `fun` leaf by leaf to trees of the same structure."""
+    """Apply `fun` leaf by leaf to trees of the same structure.
+
+    >>> tree_map(lambda x: 2 * x, {"a": 1.0})      # {"a": 2.0}
+    """
     leaves, treedef = tree_flatten(tree)
     others = [tree_flatten(r)[0] for r in rest]
     return tree_unflatten(treedef, [fun(*xs) for xs in zip(leaves, *others)])

@@ -374,6 +374,8 @@ def odeint_event(
     `full_output=True` also returns `info`: the search's nfe, n_steps, n_rejected,
     step_sizes, step_times, n_event_evals, and step_size (fixed-step methods); after
     a gradient, `info["backward"]` holds its nfe, n_steps, n_rejected.
+
+    >>> t_hit, y_hit = odeint_event(lambda y, t: [y[1], -9.81], [1.0, 0.0], 0.0, lambda y, t: y[0])
     """
     p = EventProblem(func, y0, t0, event_fn, args, direction, t_max, method, rtol, atol,
                      max_steps, gradient)  # fmt: skip

@@ -87,19 +87,26 @@ def odeint(
 ):
     """Solve dy/dt = func(y, t, *args) from y(t[0]) = y0; returns y at every t[i].
 
-    y0 is an array, a number, a (nested) list or tuple of numbers (converted as
-    numpy does), or a pytree of arrays (a dict, or a tuple or list holding an
-    array that is not 0-d): func then receives and returns that structure, and so
-    does the result. The result has shape `(len(t),) + y0.shape` (for a pytree,
-    each leaf gains a leading time axis). A list func returns is stacked.
-    Differentiable under every tinyad transformation with respect to y0, each t[i]
-    and every floating-point leaf of args (other leaves are constants), by the
-    method `gradient` names. `max_step` bounds the size of adaptive steps.
-    `norm(e)`, of the scaled error e (shaped like y0), replaces the RMS norm of the
-    adaptive step control (torchdiffeq's `norm`). `full_output=True` also returns
-    `info`: nfe, n_steps, n_rejected, njev, nlu, step_sizes, step_times; once a
-    gradient has been computed through the solve, `info["backward"]` holds the
-    backward pass's nfe, n_steps, n_rejected.
+    func(y, t, *args) returns dy/dt with y's shape (a list it returns is stacked).
+    y0: an array, a number, a (nested) list or tuple of numbers (converted as numpy
+    does), or a pytree of arrays (a dict, or a tuple or list holding an array that is
+    not 0-d): func then receives and returns that structure, and so does the result.
+    t: 1-D output times, strictly increasing or strictly decreasing (t[0] is the
+    initial time). Returns shape `(len(t),) + y0.shape` (for a pytree, each leaf gains
+    a leading time axis), with ys[0] == y0.
+
+    method: one of METHODS: fixed step "euler", "midpoint", "heun", "rk4" (steps of
+    `step_size`, or one per output interval); adaptive "bosh3", "dopri5", "tsit5",
+    "dopri8" (rtol/atol, `first_step`, `max_step`); implicit "rodas4", "kvaerno5"
+    for stiff problems. gradient: how tinyad differentiates the solve with respect to
+    y0, each t[i] and every floating-point leaf of args (other leaves are constants):
+    "adjoint" (a backward solve, memory flat in the steps; `adjoint_rtol`,
+    `adjoint_atol`, `adjoint_norm="seminorm"`), "backprop" (every step on the tape) or
+    "checkpoint" (each step's state kept, steps replayed). `norm(e)`, of the scaled
+    error e (shaped like y0), replaces the RMS norm of the adaptive step control.
+    `full_output=True` also returns `info`: nfe, n_steps, n_rejected, njev, nlu,
+    step_sizes, step_times; once a gradient has been computed through the solve,
+    `info["backward"]` holds the backward pass's nfe, n_steps, n_rejected.
 
     >>> ys = odeint(lambda y, t, k: -k * y, 1.0, np.linspace(0, 1, 5), 0.5)
     """

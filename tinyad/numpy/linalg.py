@@ -53,7 +53,10 @@ def __getattr__(name):
 
 @primitive
 def inv(a):
-    """numpy.linalg.inv."""
+    """numpy.linalg.inv.
+
+    >>> inv(np.eye(2) * 2)                  # 0.5 I
+    """
     return onp.linalg.inv(a)
 
 
@@ -62,7 +65,10 @@ defvjp(inv, lambda g, ans, a: -matmul(matmul(_swap(ans), g), _swap(ans)))
 
 @primitive
 def solve(a, b):
-    """numpy.linalg.solve: x with a x = b (b a vector only when 1-D, as in numpy 2)."""
+    """numpy.linalg.solve: x with a x = b (b a vector only when 1-D, as in numpy 2).
+
+    >>> solve(np.eye(2) * 2, np.ones(2))    # [0.5, 0.5]
+    """
     return onp.linalg.solve(a, b)
 
 
@@ -91,7 +97,10 @@ def _as_matrices(x):
 
 @primitive
 def det(a):
-    """numpy.linalg.det. Its gradient needs A⁻¹, so a singular A raises LinAlgError."""
+    """numpy.linalg.det. Its gradient needs A⁻¹, so a singular A raises LinAlgError.
+
+    >>> det(np.eye(3) * 2)                  # 8.0
+    """
     return onp.linalg.det(a)
 
 
@@ -113,6 +122,8 @@ def slogdet(a):
     """numpy.linalg.slogdet: (sign, log|det a|). Only log|det a| carries a gradient.
 
     The sign is piecewise constant, so it is returned as a raw array.
+
+    >>> slogdet(np.eye(3) * 2)              # (1.0, 3 log 2)
     """
     if not isbox(a):
         return SlogdetResult(*onp.linalg.slogdet(a))
@@ -128,6 +139,8 @@ def norm(x, ord=None, axis=None, keepdims=False):
     entries tied for the maximum (minimum) share the gradient evenly. The
     spectral and nuclear matrix norms (ord=2, -2, 'nuc') differentiate through
     `svd`, so they need distinct singular values (and nonzero ones for 'nuc').
+
+    >>> norm(np.array([3.0, 4.0]))          # 5.0
     """
     return onp.linalg.norm(x, ord=ord, axis=axis, keepdims=keepdims)
 
@@ -255,6 +268,8 @@ def cholesky(a, /, *, upper=False):
     a must be symmetric positive definite. As numpy, only its lower triangle is read (the
     upper with upper=True), and the gradient is zero on the other side; for a symmetric
     parametrisation a = f(θ) the chain rule gives the usual symmetric gradient.
+
+    >>> cholesky(np.eye(2) * 4)             # 2 I
     """
     _real_only("cholesky", a)
     if upper:  # a's upper triangle is the lower triangle of aᵀ
@@ -303,6 +318,8 @@ def eigh(a, UPLO="L"):
       are exactly equal those terms are dropped: the gradients of functions of w, and of
       projectors onto whole eigenspaces, stay finite and right; those of other functions of
       V (V diag(f(w)) Vᵀ among them) are not reliable there.
+
+    >>> w, v = eigh(np.diag([2.0, 1.0]))       # w == [1, 2]
     """
     _real_only("eigh", a)
     if not isbox(a):
@@ -367,6 +384,8 @@ def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
     - Gradients through U and Vh need distinct, nonzero singular values: they divide by
       s_j² − s_i² and by s_i. Where one of these is exactly 0 that term is dropped, which
       keeps the gradients of functions of S finite.
+
+    >>> u, s, vh = svd(a, full_matrices=False)
     """
     _real_only("svd", a)
     if not isbox(a):
@@ -400,6 +419,8 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=_NOT_GIVEN):
     for a matrix of full rank, or one whose small singular values are cut by rcond/rtol
     with a margin. With hermitian=True numpy reads only the lower triangle of a, and so
     does the gradient.
+
+    >>> pinv(np.ones((2, 1)))                # [[0.5, 0.5]]
     """
     options = {"rcond": rcond} if rcond is not None else {}
     if hermitian:
