@@ -21,6 +21,7 @@ from . import core
 from .backend import array_module
 from .core import Tape, getval, isbox
 from .transforms import _as_float_leaf, _flatten, _recording, _unflatten, vjp
+from .tree import tree_leaves
 
 __all__ = ["Replay"]
 
@@ -38,7 +39,7 @@ class Replay:
 
     def __call__(self, *args):
         """`(out, vjp_fun)` of fun at `args`, as `tinyad.vjp` returns them."""
-        if any(isbox(x) for a in args for x in _flatten(a)[0]):
+        if any(isbox(x) for a in args for x in tree_leaves(a)):
             return vjp(self.fun, *args)  # differentiating the vjp itself: trace on the outer tape
         if self.tape is None:
             tape = self._trace(args)
@@ -85,7 +86,7 @@ class Replay:
         records = self.tape.records
         values = [None] * len(records)
         for (_, indices), arg in zip(self.inputs, args):
-            for i, x in zip(indices, _flatten(arg)[0]):
+            for i, x in zip(indices, tree_leaves(arg)):
                 values[i] = _as_float_leaf(x, "vjp")
         replayed = Tape(self.tape.level)
         for i, (prim, ans, rargs, kwargs, parents) in enumerate(records):

@@ -1,6 +1,6 @@
 """Pytrees: nested dicts, lists and tuples of arrays (`tinyad.flatten` is in flat.py)."""
 
-__all__ = ["tree_flatten", "tree_unflatten", "tree_map"]
+__all__ = ["tree_flatten", "tree_unflatten", "tree_map", "tree_leaves"]
 
 
 # The recursive helpers are module-level functions, not closures: a closure that calls
@@ -25,6 +25,27 @@ def _walk(node, leaves):
         return (type(node), None, [_walk(child, leaves) for child in node])
     leaves.append(node)
     return None
+
+
+def tree_leaves(tree):
+    """The leaves of `tree` in tree_flatten's order, without building its treedef.
+
+    >>> tree_leaves({"b": 2.0, "a": [1.0]})      # [1.0, 2.0]
+    """
+    leaves = []
+    _collect(tree, leaves)
+    return leaves
+
+
+def _collect(node, leaves):
+    if isinstance(node, dict):
+        for k in sorted(node):
+            _collect(node[k], leaves)
+    elif isinstance(node, (list, tuple)):
+        for child in node:
+            _collect(child, leaves)
+    else:
+        leaves.append(node)
 
 
 def tree_unflatten(treedef, leaves):
