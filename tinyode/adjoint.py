@@ -28,8 +28,7 @@ from tinyad.replay import Replay
 from tinyad.tree import tree_map
 
 from .errors import BacksolveWarning, SolverError
-from .inputs import split_args
-from .odeint import STRATEGIES, forward, refuse_traced_closure, solve
+from .odeint import STRATEGIES, forward, solve, solve_as_primitive
 from .solver import FIXED_STEP, rms_norm
 
 # Warn when the reconstructed z is off by 10× more than both what the tolerances allow and
@@ -258,13 +257,4 @@ def _forward_steps(step_times, t):
 tinyad.defvjp_all(odeint_adjoint, adjoint_vjp)
 
 
-def solve_adjoint(func, z0, t, args, opts):
-    """(ys, info): the solve as one primitive whose vjp is the adjoint method."""
-    info = {}
-    theta, argdef = split_args(args)
-    ys = odeint_adjoint(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
-    refuse_traced_closure(ys, "adjoint")
-    return ys, info
-
-
-STRATEGIES["adjoint"] = solve_adjoint
+STRATEGIES["adjoint"] = solve_as_primitive(odeint_adjoint, "adjoint")

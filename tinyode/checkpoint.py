@@ -11,8 +11,7 @@ the result equals "backprop" (to rounding), without backsolve's instability.
 import tinyad
 import tinyad.numpy as np
 
-from .inputs import split_args
-from .odeint import STRATEGIES, forward, refuse_traced_closure
+from .odeint import STRATEGIES, forward, solve_as_primitive
 from .solver import Stats, replay_step
 
 
@@ -64,13 +63,4 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, sav
 tinyad.defvjp_all(odeint_checkpoint, checkpoint_vjp)
 
 
-def solve_checkpoint(func, z0, t, args, opts):
-    """(ys, info): the solve as one primitive that keeps its steps for the backward pass."""
-    info = {}
-    theta, argdef = split_args(args)
-    ys = odeint_checkpoint(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
-    refuse_traced_closure(ys, "checkpoint")
-    return ys, info
-
-
-STRATEGIES["checkpoint"] = solve_checkpoint
+STRATEGIES["checkpoint"] = solve_as_primitive(odeint_checkpoint, "checkpoint")

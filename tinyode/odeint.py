@@ -29,6 +29,7 @@ from .inputs import (
     _check_inputs,
     _numbers_only,
     _stacking,
+    split_args,
 )
 from .solver import Stats, integrate, rms_norm
 
@@ -162,6 +163,20 @@ def forward(y0, t, theta, func, argdef, opts, info, record=None):
     )
     info.update(stats.as_dict())
     return np.stack(ys)
+
+
+def solve_as_primitive(prim, gradient):
+    """A strategy that runs the whole solve as one tinyad primitive (adjoint, checkpoint):
+    θ, the floating-point leaves of args, are its traced arguments; the rest are constants."""
+
+    def solve(func, z0, t, args, opts):
+        info = {}
+        theta, argdef = split_args(args)
+        ys = prim(z0, t, *theta, func=func, argdef=argdef, opts=opts, info=info)
+        refuse_traced_closure(ys, gradient)
+        return ys, info
+
+    return solve
 
 
 def refuse_traced_closure(ys, gradient):
