@@ -9,27 +9,15 @@ are caught by their own item, and correct rewrites keep every point.
 """
 
 import csv
-import importlib.util
 import json
 import os
 import re
-import sys
 
 import pytest
+from helpers_course import COURSE
+from helpers_course import load as _load
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-COURSE = os.path.join(ROOT, "tutorials", "course")
 ASSIGNMENTS = ("01_vjps", "02_tape", "03_adjoint")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f"course_{name}", os.path.join(COURSE, name + ".py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 grader = _load("grader")

@@ -9,28 +9,13 @@ fails carol's notebooks. The grader's grades.csv has nbgrader's columns.
 """
 
 import csv
-import importlib.util
 import json
 import os
 import re
-import sys
 import time
 
 import pytest
-
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-COURSE = os.path.join(ROOT, "tutorials", "course")
-
-
-def _load(name):
-    spec = importlib.util.spec_from_file_location(
-        f"course_{name}", os.path.join(COURSE, name + ".py")
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
+from helpers_course import load as _load
 
 course = _load("course")
 grader = _load("grader")
