@@ -192,7 +192,8 @@ class PytreeState:
         """The leaves held in z[..., :] (with `lead`, the shape of z's leading axes)."""
         parts = []
         for a, b, shape, dtype in zip(self.bounds, self.bounds[1:], self.shapes, self.dtypes):
-            part = np.reshape(z[..., a:b], lead + shape)
+            # Array methods, which a traced z has too: on raw values no tape is involved.
+            part = z[..., a:b].reshape(lead + shape)
             if getval(part).dtype != dtype:
                 part = (np.real(part) if dtype.kind == "f" else part).astype(dtype)
             parts.append(part)
@@ -212,7 +213,7 @@ class PytreeState:
         leaves, treedef = tree_flatten(dy)
         if treedef != self.treedef or not self.checked:
             self.check(leaves, treedef)
-        return np.concatenate([np.ravel(x) for x in leaves])
+        return np.concatenate([x.ravel() if hasattr(x, "ravel") else np.ravel(x) for x in leaves])
 
     checked = False
 
