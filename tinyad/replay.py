@@ -63,6 +63,12 @@ class Replay:
                 boxed.append(_unflatten(treedef, boxes))
             out = self.fun(*boxed)
         self.tape, self.inputs = tape, inputs
+        # The program to replay: each primitive with the arguments fun called it with.
+        self.program = [
+            (prim, args, {k: v for k, v in kwargs.items() if k != "saved"}, parents)
+            for prim, _, args, kwargs, parents in tape.records
+            if prim is not None
+        ]
         self.out = out.index if isbox(out) and out.tape is tape else None
         self.replayable = core.value_reads[0] == reads and not any(
             map(_holds_other_tape, tape.records)
@@ -72,33 +78,25 @@ class Replay:
     def _pull(self, tape, g):
         """The cotangents of the inputs, one pytree per argument, from g = the output's."""
         cts = core.backward(tape, {self.out: g})
-        for i in range(len(tape.records)):
-            if tape.records[i][0] is not None:
-                break
-            if i not in cts:  # the output does not depend on this input
-                cts[i] = _zeros(tape.records[i][1])
+        records = tape.records
         return tuple(
-            _unflatten(treedef, [cts[i] for i in indices]) for treedef, indices in self.inputs
+            _unflatten(treedef, [cts[i] if i in cts else _zeros(records[i][1]) for i in indices])
+            for treedef, indices in self.inputs  # an input the output ignores: a zero
         )
 
     def _replay(self, args):
         """A new tape: the recorded program run on `args`, each primitive on raw values."""
-        records = self.tape.records
-        values = [None] * len(records)
-        for (_, indices), arg in zip(self.inputs, args):
-            for i, x in zip(indices, tree_leaves(arg)):
-                values[i] = _as_float_leaf(x, "vjp")
         replayed = Tape(self.tape.level)
-        for i, (prim, ans, rargs, kwargs, parents) in enumerate(records):
-            if prim is None:  # an input: its new value
-                replayed.records.append((None, values[i], (), {}, ()))
-                continue
+        records = replayed.records
+        for arg in args:  # the inputs come first, in the order they were traced
+            for x in tree_leaves(arg):
+                records.append((None, _as_float_leaf(x, "vjp"), (), {}, ()))
+        for prim, rargs, kwargs, parents in self.program:
             fresh = list(rargs)
             for n, parent in parents:
-                fresh[n] = values[parent]
-            plain = {k: v for k, v in kwargs.items() if k != "saved"}  # what fun was called with
-            values[i], kw = core.with_residuals(prim.fun(*fresh, **plain), plain)
-            replayed.records.append((prim, values[i], fresh, kw, parents))
+                fresh[n] = records[parent][1]
+            ans, kw = core.with_residuals(prim.fun(*fresh, **kwargs), kwargs)
+            records.append((prim, ans, fresh, kw, parents))
         return replayed
 
 
