@@ -32,7 +32,9 @@ def checkpoint_vjp(argnums, g, ys, y0, t, *leaves, func, argdef, opts, info, sav
         """One recorded step: returns [y_{n+1}, outputs inside the step] as one flat vector."""
         stats = Stats()
         args = argdef.rebuild(leaves)
-        y1, outs = replay_step(func, t, args, opts.method, step, y, stats, opts.block)
+        y1, outs = replay_step(
+            func, t, args, opts.method, step, y, stats, opts.block, (opts.rtol, opts.atol)
+        )
         nfe[0] += stats.nfe
         return np.concatenate([np.ravel(v) for v in [y1, *outs]])
 

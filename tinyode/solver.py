@@ -409,16 +409,25 @@ class Controller:
         return h * (0.2 if self.nonfinite else min(1.0, max(0.2, 0.9 * ratio**-self.alpha)))
 
 
-def replay_step(func, ts, args, method, step, y, stats=None, block=None):
+def replay_step(func, ts, args, method, step, y, stats=None, block=None, tolerances=None):
     """One recorded step replayed on (possibly traced) ts, args and y: (y_1, its outputs).
 
     The times are those of the forward solve (no host read), as expressions of ts.
+    `tolerances`: the forward solve's (rtol, atol), for methods that iterate (kvaerno5).
 
     What "checkpoint" records on the tape: the same arithmetic as the forward step.
     """
     run = Integration(func, y, ts, args, method, stats, None, step.clock.on(ts), block)
+    prepare = getattr(run.rk, "prepare_replay", None)
+    if prepare is not None and tolerances is not None:
+        prepare(*tolerances)
     s, h = step.span(run.clock)
     y1, K = run.rk.step(run.f, s, y, h, run.f(y, s))
+    if not bool(np.all(np.isfinite(getval(y1)))):  # never a silent NaN in a gradient
+        raise SolverError(
+            f"replaying the accepted step at t={run.clock.user_time(step.sn):.6g} gave a "
+            "non-finite state; the forward step did not"
+        )
     return y1, run.outputs(step, s, y, h, K)
 
 
