@@ -676,11 +676,13 @@ def robertson_gradient():
 GRADIENT_RTOL = {"rodas4": 1e-6, "kvaerno5": 1e-5}
 
 
-@pytest.mark.parametrize("gradient", ["backprop", "checkpoint"])
+@pytest.mark.parametrize("gradient", ["backprop", "checkpoint", "adjoint"])
 @pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
 def test_robertson_rate_gradients(method, gradient, robertson_gradient):
     """Backprop and checkpoint differentiate through the stages and linear solves (rodas4:
-    J(y) itself; kvaerno5: the stage equations by the implicit function theorem)."""
+    J(y) itself; kvaerno5: the stage equations by the implicit function theorem). The
+    adjoint solves a backwards along z re-solved forward (z itself cannot be solved
+    backwards here: its fast mode grows like e^{2000 t} that way)."""
 
     def loss(log_k):
         ys = tinyode.odeint(
@@ -761,3 +763,72 @@ def test_a_solver_error_after_detected_stiffness_says_so():
                 atol=1e-10,
                 max_steps=20_000,
             )
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+def test_adjoint_reads_z_along_a_forward_resolve(method):
+    """The stiff adjoint's z(t): the forward re-solve's dense output, accurate between and
+    continuous at the knots, and from the step before a knot (the backward solve's side)."""
+    from tinyode.adjoint import ForwardPath
+    from tinyode.inputs import split_args
+    from tinyode.odeint import Options
+
+    theta, argdef = split_args((LOG_K,))
+    opts = Options(method, 1e-9, 1e-12, None, None, 100_000, None, 1e-9, 1e-12, "full", None)
+    z0 = onp.array([1.0, 0.0, 0.0])
+    path = ForwardPath(robertson_rates, argdef, theta, z0, onp.array([0.0, 2.0]), opts)
+    times = onp.linspace(0.0, 2.0, 9)
+    reference = tinyode.odeint(
+        robertson_rates, z0, times, LOG_K, method="rodas4", rtol=1e-12, atol=1e-16
+    )
+    for t, z in zip(times, reference):
+        onp.testing.assert_allclose(path(t), z, rtol=1e-6, atol=1e-14)
+    knot = path.knots[len(path.knots) // 2]
+    k = path.starts.index(knot)
+    onp.testing.assert_allclose(path(knot), path(knot * (1 + 1e-13)), rtol=1e-10)
+    s0, h, y, K = path.steps[k - 1]  # the step that ends at the knot
+    onp.testing.assert_array_equal(
+        path(knot), path.run.rk.interpolate(path.run.f, s0, y, h, K, 1.0)
+    )
+
+
+def test_stiff_adjoint_needs_no_backward_solve_of_z():
+    """On Robertson to t = 1e5 the stiff adjoint's backward pass is a's alone: no z is solved
+    backwards (that fails within the first interval), so there is no BacksolveWarning, and
+    the gradient at rtol 1e-6 matches checkpoint's at rtol 1e-10 (measured 1.2e-5)."""
+    import warnings
+
+    def loss(log_k, gradient, rtol, atol):
+        ys = tinyode.odeint(
+            robertson_rates, onp.array([1.0, 0.0, 0.0]), onp.array([0.0, 1e5]), log_k,
+            method="kvaerno5", rtol=rtol, atol=atol, gradient=gradient,
+        )  # fmt: skip
+        return ys[-1, 0]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = tinyad.grad(loss)(LOG_K, "adjoint", 1e-6, 1e-10)
+    reference = tinyad.grad(loss)(LOG_K, "checkpoint", 1e-10, 1e-14)
+    onp.testing.assert_allclose(got, reference, rtol=1e-4)
+
+
+@pytest.mark.parametrize("rtol", [1e-6, 1e-8, 1e-10])
+def test_kvaerno5_checkpoint_replays_every_step(rtol):
+    """Checkpoint replays each accepted kvaerno5 step with a fresh stepper: its Newton works
+    to the solve's tolerances, and where the simplified iteration fails (another J, another
+    η than the forward's), a full Newton iteration solves the stage equations. Without that,
+    Robertson's gradient to t = 1e5 came out exactly zero at rtol 1e-8 and 13× too small at
+    1e-10, and outputs inside a step raised a TypeError at rtol 1e-6."""
+    t = onp.concatenate([[0.0], onp.logspace(-4, 5, 10)])
+
+    def loss(log_k, gradient):
+        ys = tinyode.odeint(
+            robertson_rates, onp.array([1.0, 0.0, 0.0]), t, log_k, method="kvaerno5",
+            rtol=rtol, atol=1e-12, gradient=gradient,
+        )  # fmt: skip
+        return np.sum(ys[1:, 0])
+
+    replayed = tinyad.grad(loss)(LOG_K, "checkpoint")
+    recorded = tinyad.grad(loss)(LOG_K, "backprop")
+    assert onp.all(onp.abs(replayed) > 1e-3)
+    onp.testing.assert_allclose(replayed, recorded, rtol=1e-5)

@@ -11,8 +11,13 @@ the augmented state {z, a, dL/dθ, dL/dt}, a pytree. Between outputs the state i
 carried by `odeint` itself (in this same gradient mode, so the backward pass is
 differentiable in turn); at each t_i the cotangent of ys[i] is added to a. All
 three products come from one vjp of f per evaluation: no Jacobian is ever built.
+
+With the implicit methods (stiff problems) z is not solved backwards, where its fast
+modes grow like e^{|λ|t}: it is re-solved forward over each interval and read from there
+(AlongForward), and only {a, dL/dθ, dL/dt} is solved backwards.
 """
 
+import bisect
 import math
 import os
 import sys
@@ -25,11 +30,12 @@ import tinyad.numpy as np
 from tinyad import getval
 from tinyad.backend import array_module
 from tinyad.replay import Replay
-from tinyad.tree import tree_map
+from tinyad.tree import tree_flatten, tree_map
 
 from .errors import BacksolveWarning, SolverError
+from .implicit import IMPLICIT_TABLEAUS
 from .odeint import STRATEGIES, forward, solve, solve_as_primitive
-from .solver import FIXED_STEP, rms_norm
+from .solver import FIXED_STEP, Stats, integrate, rms_norm
 
 # Warn when the reconstructed z is off by 10× more than both what the tolerances allow and
 # what the solves' own errors explain (see _check_drift).
@@ -47,6 +53,8 @@ def odeint_adjoint(y0, t, *theta, func, argdef, opts, info):
 def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
     """(dL/dy0, dL/dt, *dL/dθ) from g = dL/dys: per output interval, from t_i back to t_{i-1},
     one `odeint` of the augmented state {z, a, dL/dθ, dL/dt}; at each t_i, g_i joins a."""
+    # Stiff problems (the implicit methods): z read from a forward re-solve, not solved back.
+    along = opts.method in IMPLICIT_TABLEAUS and not _any_traced(g, ys, t, theta)
     dynamics = Augmented(func, argdef, getval(ys).dtype)
     backward = dict(  # the options of the backward solves
         opts._asdict(),
@@ -73,15 +81,23 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
             counts["nfe"] += 1
             t_bars.append(t_bar)
             state["L_t"] = state["L_t"] - t_bar
-        state["z"] = ys[i]  # restart from the stored state (a drifted z is not carried on)
-        path, sub = _backward_solve(dynamics, state, t, i, theta, backward, norm)
+        if along:
+            z = ForwardPath(func, argdef, theta, ys[i - 1], t[i - 1 : i + 1], opts)
+            counts["nfe"] += z.nfe
+            state.pop("z", None)
+            along_z = AlongForward(dynamics, z)
+            path, sub = _backward_solve(along_z, state, t, i, theta, backward, norm, z.knots)
+        else:
+            state["z"] = ys[i]  # restart from the stored state (a drifted z is not carried on)
+            path, sub = _backward_solve(dynamics, state, t, i, theta, backward, norm)
         backward["first_step"] = float(sub["step_sizes"][-2:][0])  # carried to the next interval
         for k in counts:
             counts[k] += sub[k]
-        state = tree_map(lambda x: x[1], path)  # the state at t_{i-1}
-        steps = int(forward_steps[i - 1]) + sub["n_steps"]
-        resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
-        _check_drift(np.ravel(state["z"]), ys, i, t, opts, steps, resolve)
+        state = tree_map(lambda x: x[-1], path)  # the state at t_{i-1}
+        if not along:
+            steps = int(forward_steps[i - 1]) + sub["n_steps"]
+            resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
+            _check_drift(np.ravel(state["z"]), ys, i, t, opts, steps, resolve)
         state["a"] = state["a"] + g[i - 1]
     info["backward"] = counts
     dt = None
@@ -115,10 +131,67 @@ class Augmented:
         return {"z": dz, "a": da, "L_theta": list(dtheta), "L_t": np.astype(dt, self.dtype)}
 
 
-def _backward_solve(dynamics, state, t, i, theta, options, norm):
+class AlongForward:
+    """d/dt {a, L_θ, L_t} = {−aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t} at z(t) read from the forward
+    solution `z` (a ForwardPath), not solved backwards with a.
+
+    On a stiff problem z's fast modes decay forward in time, so solved backwards they grow
+    like e^{|λ|t}: Robertson's backward solve of z fails within its first interval. a itself
+    is stable backwards (da/dt = −Jᵀa has J's eigenvalues), and stiff in the same way, which
+    the implicit method handles: only a feeds back, and its Jacobian is n×n.
+    (SciML's InterpolatingAdjoint; the memory is one interval's forward steps at a time.)
+    """
+
+    feedback = ("a",)
+
+    def __init__(self, augmented, z):
+        self.augmented, self.z = augmented, z
+
+    def __call__(self, state, t, theta):
+        derivatives = self.augmented({"z": self.z(t), **state}, t, theta)
+        del derivatives["z"]
+        return derivatives
+
+
+class ForwardPath:
+    """z(t) on [t_{i-1}, t_i]: a forward re-solve from the stored z(t_{i-1}) with the
+    forward options, kept as its accepted steps and read through the method's dense output
+    (differentiable in t, which rodas4's ∂f/∂t needs)."""
+
+    def __init__(self, func, argdef, theta, z0, times, opts):
+        stats, self.steps = Stats(), []
+
+        def keep(run, step, s, y, h, K, y1):
+            self.run = run
+            self.steps.append((s, h, y, K))
+
+        args = argdef.rebuild([getval(x) for x in theta])
+        integrate(func, z0, getval(times), args, stats=stats, on_step=keep, **opts.solve_kwargs())
+        self.nfe, self.sign = stats.nfe, self.run.clock.sign
+        self.starts = [s for s, *_ in self.steps]
+        # Where one step's polynomial meets the next: z(t) is continuous there, its
+        # derivatives are not, and a backward step across it would see a kink.
+        self.knots = [self.sign * s for s in self.starts[1:]]
+
+    def __call__(self, t):
+        s = self.sign * t
+        # At a knot, the step before it: the backward solve leaves it toward earlier times,
+        # and its ∂f/∂t (rodas4's) must be that side's.
+        k = min(max(bisect.bisect_left(self.starts, float(getval(s))) - 1, 0), len(self.steps) - 1)
+        s0, h, y, K = self.steps[k]
+        return self.run.rk.interpolate(self.run.f, s0, y, h, K, (s - s0) / h)
+
+
+def _any_traced(*trees):
+    """Whether any leaf is traced: a backward pass that is itself differentiated."""
+    return any(tinyad.isbox(x) for tree in trees for x in tree_flatten(tree)[0])
+
+
+def _backward_solve(dynamics, state, t, i, theta, options, norm, knots=()):
     """(path, info) of the augmented state from t_i back to t_{i-1}, by odeint's own solve in
-    this gradient mode, so that the backward pass is differentiable in turn."""
-    times = np.stack([t[i], t[i - 1]])
+    this gradient mode, so that the backward pass is differentiable in turn. The solve lands
+    on the `knots` between them too (where the dynamics is not smooth)."""
+    times = np.stack([t[i], *knots[::-1], t[i - 1]])
     try:
         return solve(dynamics, state, times, (list(theta),), options, "adjoint", norm)
     except SolverError as e:
@@ -133,12 +206,12 @@ def _backward_solve(dynamics, state, t, i, theta, options, norm):
 def _mixed_norm(e):
     """The largest of the RMS norms of the parts z, a, dL/dθ (all of θ's leaves together)
     and dL/dt, each on its own scale (as torchdiffeq does); one host value."""
-    return _largest_rms([[e["z"]], [e["a"]], e["L_theta"], [e["L_t"]]])
+    return _largest_rms([[e[k]] for k in ("z", "a") if k in e] + [e["L_theta"], [e["L_t"]]])
 
 
 def _seminorm(e):
     """z and a only: dL/dθ and dL/dt feed nothing back (Kidger, Chen & Lyons 2021)."""
-    return _largest_rms([[e["z"]], [e["a"]]])
+    return _largest_rms([[e[k]] for k in ("z", "a") if k in e])
 
 
 def _largest_rms(parts):
