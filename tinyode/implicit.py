@@ -489,7 +489,8 @@ class Kvaerno5Step(_FlatState):
         h_raw = float(getval(h))
         M = self._matrix(f, h_raw)
         stages_raw = self._newton(self.on_flat(raw_f), float(getval(s)), y, h_raw, k0, M)
-        if stages_raw is None and self.replaying:  # an accepted step, replayed: no retry
+        if stages_raw is None and self.replaying:  # an accepted step, replayed: no retry,
+            # so no failed step either (its NaN would reach the gradient): this raises instead
             stages_raw = self._newton_exact(raw_f, float(getval(s)), y, h_raw, k0)
         if stages_raw is None:
             return self._failed(y, here, k0)

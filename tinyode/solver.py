@@ -423,11 +423,6 @@ def replay_step(func, ts, args, method, step, y, stats=None, block=None, toleran
         prepare(*tolerances)
     s, h = step.span(run.clock)
     y1, K = run.rk.step(run.f, s, y, h, run.f(y, s))
-    if not bool(np.all(np.isfinite(getval(y1)))):  # never a silent NaN in a gradient
-        raise SolverError(
-            f"replaying the accepted step at t={run.clock.user_time(step.sn):.6g} gave a "
-            "non-finite state; the forward step did not"
-        )
     return y1, run.outputs(step, s, y, h, K)
 
 
