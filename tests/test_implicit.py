@@ -738,6 +738,48 @@ def test_hires(method, hires_radau):
     assert info["n_steps"] < 1000  # scipy's Radau: 210 steps, BDF 327 (tests/bench B8)
 
 
+def prothero_robinson(y, t):
+    """Prothero and Robinson's y' = λ(y − cos t) − sin t, λ = −10⁴: y = cos t from y(0) = 1.
+    Stiff where the solution is smooth, the classic test of a stiff error estimate."""
+    return -1e4 * (y - np.cos(t)) - np.sin(t)
+
+
+# RODAS's embedded solution loses order where a problem is stiff and its solution smooth
+# (Hairer & Wanner II, VI.7's Prothero–Robinson analysis of Rosenbrock methods): its
+# estimate falls like h² to h³, not h⁴, so rodas4 keeps the tolerance with far more steps
+# than needed (8202 on Prothero–Robinson at 1e-8, 2286 on HIRES, 0.04 and 0.007 units off).
+# Steinebach's Rodas4P coefficients are built against it.
+_ORDER_REDUCTION = pytest.mark.xfail(
+    strict=True, reason="rodas4's estimate loses order on Prothero–Robinson-like problems"
+)
+_CASES = [("prothero_robinson", 1e-4), ("prothero_robinson", 1e-6),
+          ("prothero_robinson", 1e-8), ("hires", 1e-8)]  # fmt: skip
+
+
+@pytest.mark.parametrize("method", list(IMPLICIT_TABLEAUS))
+@pytest.mark.parametrize("problem, rtol", _CASES)
+def test_error_estimate_keeps_tolerance(method, problem, rtol, hires_radau, request):
+    """The global error at the end, in units of rtol·|y| + atol, stays below 3.
+
+    kvaerno5's estimate filtered by (I − hγJ)⁻¹ ended 1.2, 38 and 76 units out on
+    Prothero–Robinson (10 steps of up to 3.6 at rtol 1e-6) and 10 out on HIRES at 1e-8;
+    unfiltered, 0.007, 0.06, 1.4 and 0.4. A bound on the steps keeps the estimate from
+    being safe only by being useless (Radau: 8, 21, 69 steps; HIRES 1e-8, 640)."""
+    if problem == "hires":
+        f, y0, t1, atol, ref = hires, HIRES_Y0, HIRES_END, 1e-4 * rtol, hires_radau
+    else:
+        f, y0, t1, atol = prothero_robinson, onp.array([1.0]), 10.0, 1e-3 * rtol
+        ref = onp.array([math.cos(10.0)])
+    ys, info = tinyode.odeint(
+        f, y0, onp.array([0.0, t1]), method=method, rtol=rtol, atol=atol, full_output=True
+    )
+    units = onp.max(onp.abs(ys[-1] - ref) / (rtol * onp.abs(ref) + atol))
+    assert units < 3, f"{units:.3g} tolerance units off in {info['n_steps']} steps"
+    if (method, rtol) == ("rodas4", 1e-8):
+        request.applymarker(_ORDER_REDUCTION)  # the accuracy above is still asserted
+    assert info["n_steps"] < 1000
+
+
 def test_a_solver_error_after_detected_stiffness_says_so():
     import warnings
 
