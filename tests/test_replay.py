@@ -77,3 +77,39 @@ def test_a_closure_over_an_outer_traced_value_is_not_replayed():
         return f_vjp(X)[1](1.0)[0][0]
 
     assert tinyad.grad(outer)(2.0) == pytest.approx(1.0)
+
+
+# Vjps (and one forward) that read a value to decide what they compute: a mask, a shift
+# that keeps exp from overflowing, a permutation, a sign. Traced at x0 and replayed at x1,
+# where that value differs, a replay that kept the value read at x0 would be wrong there.
+A0 = numpy.array([[2.0, 0.3], [0.1, 1.0]])  # det > 0
+A1 = numpy.array([[0.1, 1.0], [2.0, 0.3]])  # det < 0
+VALUE_READS = {
+    "max": (lambda x: np.max(x) * 1.0, X, X[::-1].copy()),
+    "prod at a zero": (lambda x: np.prod(x), X, numpy.array([0.5, 0.0, 2.0])),
+    "cumprod at a zero": (lambda x: np.sum(np.cumprod(x)), X, numpy.array([0.5, 0.0, 2.0])),
+    "sort": (lambda x: np.sum(np.sort(x) * numpy.arange(3.0)), X, -X),
+    "logaddexp shift": (lambda x: np.sum(np.logaddexp(x, 2.0 * x)), X, 400.0 * X),
+    "logsumexp shift": (lambda x: np.logsumexp(x), X, numpy.array([1000.0, 999.0, 0.0])),
+    "mod quotient": (lambda x: np.sum(np.mod(3.0, x)), X + 2.0, X + 0.1),
+    "arctan2 scale": (lambda x: np.sum(np.arctan2(x, 1.0)), X, 1e200 * X),
+    "inf-norm mask": (lambda x: np.linalg.norm(x, numpy.inf), X, X[::-1].copy()),
+    "matrix 1-norm mask": (lambda a: np.linalg.norm(a, 1), A0, A1),
+    "slogdet sign": (lambda a: np.sum(np.linalg.slogdet(a)[0] * a), A0, A1),
+}
+
+
+@pytest.mark.parametrize("name", VALUE_READS)
+def test_a_value_read_while_tracing_is_never_replayed_stale(name):
+    fun, x0, x1 = VALUE_READS[name]
+    f_vjp = Replay(fun)
+    out, pull = f_vjp(x0)  # traced at x0, its vjp too
+    pull(numpy.ones_like(numpy.asarray(out)))
+    with numpy.errstate(all="ignore"):
+        out, pull = f_vjp(x1)
+        want_out, want_pull = tinyad.vjp(fun, x1)
+        g = numpy.ones_like(numpy.asarray(want_out))
+        got, want = pull(g)[0], want_pull(g)[0]
+    assert numpy.isfinite(want).all()
+    numpy.testing.assert_array_equal(out, want_out)
+    numpy.testing.assert_array_equal(got, want)

@@ -18,7 +18,7 @@ from collections import namedtuple
 import numpy as onp
 
 from ..backend import array_module
-from ..core import defvjp, getval, isbox, primitive
+from ..core import defvjp, getval, isbox, primitive, read_value
 from .ops import (
     _NOT_GIVEN,
     _dtype,
@@ -127,7 +127,7 @@ def slogdet(a):
     """
     if not isbox(a):
         return SlogdetResult(*onp.linalg.slogdet(a))
-    return SlogdetResult(onp.linalg.slogdet(getval(a))[0], _logabsdet(a))
+    return SlogdetResult(onp.linalg.slogdet(read_value(a))[0], _logabsdet(a))
 
 
 @primitive
@@ -165,7 +165,7 @@ def _vector_norm_vjp(g, ans, x, ord, axes):
     if ord == 0:  # counts the nonzero entries: piecewise constant
         return None
     if ord in (onp.inf, -onp.inf):  # max (min) |x_i|: the extreme entries share g
-        return g * sign(x) * _weights(onp.abs(getval(x)) == getval(ans), axes, _dtype(g))
+        return g * sign(x) * _weights(onp.abs(read_value(x)) == read_value(ans), axes, _dtype(g))
     return g * sign(x) * (absolute(x) / _safe(ans)) ** (ord - 1)
 
 
@@ -183,8 +183,8 @@ def _norm_vjp(g, ans, x, ord=None, axis=None, keepdims=False):
         rows, cols = axes
         along = rows if ord in (1, -1) else cols
         across = cols if along == rows else rows
-        sums = onp.sum(onp.abs(getval(x)), axis=along, keepdims=True)
-        hit = sums == getval(ans)
+        sums = onp.sum(onp.abs(read_value(x)), axis=along, keepdims=True)
+        hit = sums == read_value(ans)
         return g * sign(x) * _weights(hit, across, _dtype(g))
     # ord 2, -2, 'nuc': the largest, smallest, or sum of the singular values σ_i of X = U Σ Vᵀ;
     # ∂σ_i/∂X = u_i v_iᵀ (distinct singular values, as svd's vjp assumes).
@@ -230,7 +230,7 @@ def _real_only(name, a):
 
 def _reciprocal_or_zero(d):
     """1/d where d ≠ 0, and 0 where d = 0: the terms eigh and svd drop at ties (and s = 0)."""
-    nonzero = getval(d) != 0
+    nonzero = read_value(d) != 0
     return where(nonzero, 1.0 / where(nonzero, d, 1.0), 0.0)
 
 

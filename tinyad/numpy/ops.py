@@ -28,7 +28,16 @@ import math
 import numpy as onp
 
 from ..backend import array_module
-from ..core import defvjp, defvjp_argnum, dtype_of, getval, isbox, primitive, shape_of
+from ..core import (
+    defvjp,
+    defvjp_argnum,
+    dtype_of,
+    getval,
+    isbox,
+    primitive,
+    read_value,
+    shape_of,
+)
 
 # ---------------------------------------------------------------- helpers
 
@@ -145,7 +154,7 @@ def _hypot1(x):
     representable. b is a constant computed on raw values: the expression equals √(x² + 1)
     for every b > 0, so its derivatives (second order and up) are those of √(x² + 1) too.
     """
-    v = getval(x)
+    v = read_value(x)
     xp = array_module(v)
     b = xp.maximum(xp.abs(v), 1)
     return b * sqrt((x / b) ** 2 + (1 / b) ** 2)
@@ -310,7 +319,7 @@ def _arctan2_scaled(y, x):
     the same for every b > 0, but x² + y² overflows for large and underflows to 0 for tiny
     arguments, while (x/b)² + (y/b)² lies in [1, 2].
     """
-    vx, vy = getval(x), getval(y)
+    vx, vy = read_value(x), read_value(y)
     xp = array_module(vx)
     b = xp.maximum(xp.abs(vx), xp.abs(vy))
     b = xp.where(b == 0, 1, b)
@@ -339,7 +348,7 @@ def _logaddexp_weights(x, y):
     x − ans keeps that rounding error as a relative error of the result (hundreds of ulps at
     x = 1000). x − m and y − m are exact or nearly so, and the ratio does not depend on m.
     """
-    m = maximum(getval(x), getval(y))
+    m = maximum(read_value(x), read_value(y))
     ex, ey = exp(x - m), exp(y - m)
     return ex / (ex + ey), ey / (ex + ey)
 
@@ -397,7 +406,7 @@ def where(condition, x=_NOT_GIVEN, y=_NOT_GIVEN):
     constants that carry no gradient.
     """
     if x is _NOT_GIVEN and y is _NOT_GIVEN:
-        return onp.nonzero(getval(condition))
+        return onp.nonzero(read_value(condition))
     if x is _NOT_GIVEN or y is _NOT_GIVEN:
         raise ValueError("where: give both x and y, or neither (then it returns indices)")
     return _where(condition, x, y)
@@ -487,7 +496,7 @@ def _prod_vjp(g, ans, x, axis=None, dtype=None, *, keepdims=False):
     """∂(∏x)/∂x_i = ∏_{j≠i} x_j: ans / x_i when no entry is 0, else built explicitly."""
     shape = _shape(x)
     g = _keep(g, shape, axis, keepdims)
-    if onp.all(getval(x) != 0):
+    if onp.all(read_value(x) != 0):
         return g * _keep(ans, shape, axis, keepdims) / x
     return g * _prod_of_others(x, axis)
 
@@ -510,7 +519,7 @@ def min(x, axis=None, *, keepdims=False):
 def _extremum_vjp(g, ans, x, axis=None, *, keepdims=False):
     """g goes to the entries equal to the extremum, split evenly among ties (as autograd)."""
     shape = _shape(x)
-    hit = getval(x) == _keep(getval(ans), shape, axis, keepdims)
+    hit = read_value(x) == _keep(read_value(ans), shape, axis, keepdims)
     return _keep(g, shape, axis, keepdims) * _weights(hit, axis, _dtype(g))
 
 
@@ -532,6 +541,8 @@ def _centered(x, axis):
     d = x − m is exact where x is near m, and d − mean d corrects for m's error: the result is
     x − mean x whatever m is, so its derivatives are too.
     """
+    # Not a counted read (core.read_value): a replay with the m of other values still gives
+    # x − mean x, only with the rounding of that m.
     d = x - _as_array(getval(x)).mean(axis=axis, keepdims=True)
     return d - mean(d, axis=axis, keepdims=True)
 
@@ -606,10 +617,10 @@ def _logsumexp_weights(a, b, axis):
     relative error of the result (hundreds of ulps at a = 1000); a − m is exact or nearly
     so, and the ratio does not depend on m (so neither do its derivatives).
     """
-    v = getval(a)
+    v = read_value(a)
     xp = array_module(v)
     if b is not None:  # the entries of weight 0 are left out of m, as in the forward pass
-        v = xp.where(getval(b) != 0, v, -xp.inf)
+        v = xp.where(read_value(b) != 0, v, -xp.inf)
     m = xp.max(v, axis=axis, keepdims=True)
     e = exp(a - xp.where(xp.isfinite(m), m, 0))  # shifted as in the forward pass
     return e / sum(e if b is None else b * e, axis=axis, keepdims=True)
@@ -1215,7 +1226,7 @@ remainder = mod
 
 def _floor_quotient(x, y):
     """floor(x / y) as numpy's remainder counts it: piecewise constant, so a raw constant."""
-    return onp.floor_divide(getval(x), getval(y))
+    return onp.floor_divide(read_value(x), read_value(y))
 
 
 # Between its jumps, mod is x − q·y with q = floor(x / y) constant: ∂/∂x = 1, ∂/∂y = −q.
@@ -1254,7 +1265,7 @@ def _along_axis(index, axis):
 
 def _sort_vjp(g, ans, a, axis=-1, kind=None, order=None, *, stable=None):
     """ans = a[perm] for the sorting permutation perm: g goes back to where each entry was."""
-    raw, options = getval(a), _sort_options(kind, stable)
+    raw, options = read_value(a), _sort_options(kind, stable)
     if axis is None:
         perm = onp.argsort(raw.ravel(), **options)
         return reshape(add_at(g, index=perm, shape=(raw.size,)), _shape(a))
@@ -1297,7 +1308,7 @@ def _cumprod_vjp(g, ans, x, axis=None, dtype=None):
     """
     if axis is None:  # numpy flattens x first
         return reshape(_cumprod_vjp(g, ans, ravel(x), 0, dtype), _shape(x))
-    if onp.all(getval(x) != 0):
+    if onp.all(read_value(x) != 0):
         return _reverse_cumsum(g * ans, axis) / x
     x_last, g_last = moveaxis(x, axis, -1), moveaxis(g, axis, -1)
     n = _shape(x_last)[-1]
