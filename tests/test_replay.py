@@ -84,7 +84,19 @@ def test_a_closure_over_an_outer_traced_value_is_not_replayed():
 # where that value differs, a replay that kept the value read at x0 would be wrong there.
 A0 = numpy.array([[2.0, 0.3], [0.1, 1.0]])  # det > 0
 A1 = numpy.array([[0.1, 1.0], [2.0, 0.3]])  # det < 0
+
+
+@tinyad.primitive
+def relu_by_hand(x):
+    return numpy.maximum(x, 0.0)
+
+
+# A user's vjp that takes its mask from the raw value, as tutorial 03's primitives may.
+tinyad.defvjp(relu_by_hand, lambda g, ans, x: g * (tinyad.getval(x) > 0))
+
 VALUE_READS = {
+    "getval in f": (lambda x: np.sum(x * (tinyad.getval(x) > 0)), X, -X),
+    "getval in a user's vjp": (lambda x: np.sum(relu_by_hand(x) * x), X, -X),
     "max": (lambda x: np.max(x) * 1.0, X, X[::-1].copy()),
     "prod at a zero": (lambda x: np.prod(x), X, numpy.array([0.5, 0.0, 2.0])),
     "cumprod at a zero": (lambda x: np.sum(np.cumprod(x)), X, numpy.array([0.5, 0.0, 2.0])),

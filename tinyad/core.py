@@ -132,23 +132,29 @@ def _holds_box(x):
 
 
 # How many times a traced value was read as a number that steers the computation: bool(x),
-# a comparison, an index, argmax... A tape recorded with such a read is only valid for the
-# values it was recorded at, so tinyad/replay.py replays only tapes recorded without one.
+# a comparison, an index, argmax, a mask a vjp takes from raw values... A tape recorded with
+# such a read is only valid for the values it was recorded at, so tinyad/replay.py replays
+# only tapes (and backward passes) recorded without one.
 value_reads = [0]
 
 
-def read_value(x):
-    """The raw value of x, read as a number that steers what is computed (counted)."""
-    if type(x) is Box:
-        value_reads[0] += 1
-    return getval(x)
-
-
 def getval(x):
-    """The raw value under every Box.
+    """The raw value under every Box. Reading a traced value so is counted (`value_reads`):
+    what is computed from it is a constant to the tape.
 
     >>> getval(box)        # the array a traced value holds
     """
+    if type(x) is Box:
+        value_reads[0] += 1
+        return unbox(x)
+    return x
+
+
+read_value = getval  # the name the vjps use where a value steers what they compute
+
+
+def unbox(x):
+    """The raw value under every Box, for its shape, dtype or array module only (not counted)."""
     while type(x) is Box:
         x = x.value
     return x
@@ -371,14 +377,14 @@ def backward(tape, seeds):
 
 def shape_of(x):
     """The shape of an array, a number or a traced value, as a tuple."""
-    v = getval(x)
+    v = unbox(x)
     s = getattr(v, "shape", None)
     return tuple(s) if s is not None else tuple(array_module(v).shape(v))
 
 
 def dtype_of(x):
     """The dtype of an array, a number or a traced value."""
-    v = getval(x)
+    v = unbox(x)
     dt = getattr(v, "dtype", None)
     return dt if dt is not None else array_module(v).asarray(v).dtype
 

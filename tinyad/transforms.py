@@ -7,7 +7,7 @@ Inputs and outputs may be pytrees (nested tuples, lists and dicts of arrays).
 
 from . import core, fastpath  # noqa: F401  (fastpath installs the flat hot loops)
 from .backend import array_module
-from .core import Tape, getval, isbox
+from .core import Tape, isbox, unbox
 from .tree import tree_flatten, tree_unflatten
 
 __all__ = [
@@ -39,7 +39,7 @@ class _recording:
 
 def _as_float_leaf(x, what):
     """Box-able form of one input leaf: a float array or number; others are refused."""
-    v = getval(x)
+    v = unbox(x)
     kind = getattr(getattr(v, "dtype", None), "kind", None)
     if kind == "f":  # a float array: the common case, checked first
         return x
@@ -120,7 +120,7 @@ def vjp(fun, *args):
             for box in boxes:
                 ct = cts.get(box.index)
                 if ct is None:  # the output does not depend on this input
-                    v = getval(box)
+                    v = unbox(box)
                     ct = array_module(v).zeros_like(v)
                 parts.append(ct)
             result.append(_unflatten(treedef, parts))
@@ -162,18 +162,18 @@ def _cotangent_leaves(g, out_def, ans_leaves):
             )
     checked = []
     for k, (ct, y) in enumerate(zip(g_leaves, ans_leaves)):
-        yv, where = getval(y), "" if out_def is None else f" (leaf {k})"
+        yv, where = unbox(y), "" if out_def is None else f" (leaf {k})"
         xp = array_module(yv)
-        if not hasattr(getval(ct), "shape"):  # a number or a list: as an array
+        if not hasattr(unbox(ct), "shape"):  # a number or a list: as an array
             ct = xp.asarray(ct)
-        gshape, yshape = tuple(getval(ct).shape), tuple(getattr(yv, "shape", ()))
+        gshape, yshape = tuple(unbox(ct).shape), tuple(getattr(yv, "shape", ()))
         if gshape != yshape:
             raise ValueError(
                 f"vjp_fun: the cotangent{where} has shape {gshape}, but the output{where} has "
                 f"shape {yshape}; the cotangent must have exactly the output's shape"
             )
         ydt = getattr(yv, "dtype", None) or xp.asarray(yv).dtype
-        gdt = getval(ct).dtype
+        gdt = unbox(ct).dtype
         if gdt.kind == "c" and ydt.kind != "c":
             raise ValueError(
                 f"vjp_fun: the cotangent{where} is complex ({gdt}), but the output{where} is "
@@ -188,7 +188,7 @@ def _cotangent_leaves(g, out_def, ans_leaves):
 def _describe(tree):
     """A pytree's structure with each leaf written as its shape: `(shape (3,), shape ())`."""
     leaves, treedef = tree_flatten(tree)
-    shapes = [_Shape(getattr(getval(x), "shape", ())) for x in leaves]
+    shapes = [_Shape(getattr(unbox(x), "shape", ())) for x in leaves]
     return repr(tree_unflatten(treedef, shapes)) if treedef is not None else repr(shapes[0])
 
 
@@ -265,7 +265,7 @@ def value_and_grad(fun, argnum=0, has_aux=False):
             return out
 
         ans, vjp_fun = vjp(scalar, *[args[n] for n in nums])
-        v = getval(ans)
+        v = unbox(ans)
         if isinstance(ans, (tuple, list, dict)) or getattr(v, "shape", ()) != ():
             got = f"shape {v.shape}" if hasattr(v, "shape") else type(ans).__name__
             raise TypeError(
@@ -323,7 +323,7 @@ def jacobian(fun, argnum=0):
         per_output = []
         for j, y in enumerate(out_leaves):
             rows = []  # rows[k]: the cotangents (one pytree per argument) of entry k of y
-            for k in range(int(getattr(getval(y), "size", 1))):
+            for k in range(int(getattr(unbox(y), "size", 1))):
                 g = list(zeros)
                 g[j] = _onehot(y, k)
                 rows.append(vjp_fun(_unflatten(out_def, g)))
@@ -335,13 +335,13 @@ def jacobian(fun, argnum=0):
 
 
 def _zeros_like(y):
-    v = getval(y)
+    v = unbox(y)
     return array_module(v).zeros(getattr(v, "shape", ()), getattr(v, "dtype", float))
 
 
 def _onehot(y, k):
     """An array shaped like y, 1 at flat index k and 0 elsewhere."""
-    v = getval(y)
+    v = unbox(y)
     e = array_module(v).zeros(int(getattr(v, "size", 1)), getattr(v, "dtype", float))
     e[k] = 1
     return e.reshape(getattr(v, "shape", ()))
@@ -351,14 +351,14 @@ def _stack_rows(rows, i, y, x):
     """The Jacobian of output y with respect to argument i: its rows stacked, per leaf of x."""
     from . import numpy as np
 
-    out_shape = tuple(getattr(getval(y), "shape", ()))
+    out_shape = tuple(getattr(unbox(y), "shape", ()))
     x_leaves, x_def = _flatten(x)
     row_leaves = [_flatten(row[i])[0] for row in rows]
     jac = []
     for m, leaf in enumerate(x_leaves):
         shape = out_shape + tuple(np.shape(leaf))
         if not rows:  # an empty output
-            jac.append(array_module(getval(leaf)).zeros(shape))
+            jac.append(array_module(unbox(leaf)).zeros(shape))
         else:
             jac.append(np.reshape(np.stack([r[m] for r in row_leaves]), shape))
     return _unflatten(x_def, jac)
@@ -437,15 +437,15 @@ def _tangent_like(t, x, n):
         )
     fitted = []
     for tl, xl in zip(t_leaves, x_leaves):
-        xv = getval(_as_float_leaf(xl, "jvp"))
+        xv = unbox(_as_float_leaf(xl, "jvp"))
         xp = array_module(xv)
-        tl = tl if hasattr(getval(tl), "shape") else xp.asarray(tl, dtype=xv.dtype)
-        if tuple(getval(tl).shape) != tuple(xv.shape):
+        tl = tl if hasattr(unbox(tl), "shape") else xp.asarray(tl, dtype=xv.dtype)
+        if tuple(unbox(tl).shape) != tuple(xv.shape):
             raise ValueError(
-                f"jvp: tangent {n} has shape {tuple(getval(tl).shape)}, but primal {n} has "
+                f"jvp: tangent {n} has shape {tuple(unbox(tl).shape)}, but primal {n} has "
                 f"shape {tuple(xv.shape)}"
             )
-        fitted.append(tl if getval(tl).dtype == xv.dtype else tl.astype(xv.dtype))
+        fitted.append(tl if unbox(tl).dtype == xv.dtype else tl.astype(xv.dtype))
     return _unflatten(t_def, fitted)
 
 
@@ -472,7 +472,7 @@ def elementwise_grad(fun, argnum=0):
         (n,) = _chosen((argnum,), args, "elementwise_grad")
         out, vjp_fun = vjp(_partial(fun, args, kwargs, (n,)), args[n])
         leaves, treedef = _flatten(out)
-        ones = [array_module(getval(y)).ones_like(getval(y)) for y in leaves]
+        ones = [array_module(unbox(y)).ones_like(unbox(y)) for y in leaves]
         return vjp_fun(_unflatten(treedef, ones))[0]
 
     return elementwise_grad_fun

@@ -22,7 +22,7 @@ import numpy as _np
 
 from .. import core as _core
 from ..backend import array_module
-from ..core import getval, isbox
+from ..core import isbox, unbox
 from ..tree import tree_flatten
 from . import box_methods, linalg, random  # box_methods installs Box's operators
 from .ops import (
@@ -168,7 +168,7 @@ def _passthrough(fun, reads_values=True):
     which the core counts (a tape recorded so is valid only at those numbers); shape,
     size and the *_like functions read only the shape and dtype.
     """
-    read = _core.read_value if reads_values else getval
+    read = _core.read_value if reads_values else unbox
 
     @functools.wraps(fun)
     def call(*args, **kwargs):
@@ -193,7 +193,7 @@ def full(shape, fill_value, dtype=None):
 
 def full_like(a, fill_value, dtype=None):
     """numpy.full_like (of a's shape and dtype); a traced fill_value stays traced."""
-    a = getval(a)
+    a = unbox(a)
     if isbox(fill_value):
         return full(_np.shape(a), fill_value, dtype=a.dtype if dtype is None else dtype)
     return _np.full_like(a, fill_value, dtype=dtype)

@@ -18,7 +18,7 @@ from collections import namedtuple
 import numpy as onp
 
 from ..backend import array_module
-from ..core import defvjp, getval, isbox, primitive, read_value
+from ..core import defvjp, isbox, primitive, read_value, unbox
 from .ops import (
     _NOT_GIVEN,
     _dtype,
@@ -212,7 +212,7 @@ defvjp(norm, _norm_vjp)
 def _phi(x):
     """Φ(X): the lower triangle of X with its diagonal halved."""
     n = _shape(x)[-1]
-    xp = array_module(getval(x))
+    xp = array_module(unbox(x))
     return x * (xp.tri(n, dtype=_dtype(x)) - 0.5 * xp.eye(n, dtype=_dtype(x)))
 
 
@@ -242,7 +242,7 @@ def _gaps_inverse(w):
 def _diagonal_matrices(v):
     """A stack of diagonal matrices with v (…, n) on their diagonals."""
     n = _shape(v)[-1]
-    return expand_dims(v, -1) * array_module(getval(v)).eye(n, dtype=_dtype(v))
+    return expand_dims(v, -1) * array_module(unbox(v)).eye(n, dtype=_dtype(v))
 
 
 @primitive

@@ -32,11 +32,11 @@ from ..core import (
     defvjp,
     defvjp_argnum,
     dtype_of,
-    getval,
     isbox,
     primitive,
     read_value,
     shape_of,
+    unbox,
 )
 
 # ---------------------------------------------------------------- helpers
@@ -486,7 +486,7 @@ def _prod_of_others(x, axis):
     kept = [a for a in range(len(shape)) if a not in axes]
     n = _count(shape, axis)
     rows = reshape(transpose(x, kept + list(axes)), [shape[a] for a in kept] + [1, n])
-    eye = array_module(getval(x)).eye(n, dtype=bool)
+    eye = array_module(unbox(x)).eye(n, dtype=bool)
     others = prod(where(eye, 1, rows), axis=-1)
     others = reshape(others, [shape[a] for a in kept] + [shape[a] for a in axes])
     return transpose(others, _argsort(kept + list(axes)))
@@ -543,7 +543,7 @@ def _centered(x, axis):
     """
     # Not a counted read (core.read_value): a replay with the m of other values still gives
     # x − mean x, only with the rounding of that m.
-    d = x - _as_array(getval(x)).mean(axis=axis, keepdims=True)
+    d = x - _as_array(unbox(x)).mean(axis=axis, keepdims=True)
     return d - mean(d, axis=axis, keepdims=True)
 
 
@@ -834,7 +834,7 @@ def _einsum_vjp(argnum, g, ans, *args, **kwargs):
     target, shape = inputs[k], _shape(operands[k])
     terms = [output] + inputs[:k] + inputs[k + 1 :]
     values = [g, *operands[:k], *operands[k + 1 :]]
-    xp, dtype = array_module(getval(g)), _dtype(g)
+    xp, dtype = array_module(unbox(g)), _dtype(g)
     fresh = iter(c for c in _LETTERS if c not in "".join(inputs) + output)
     result = ""
     for c, n in zip(target, shape, strict=True):
@@ -1011,7 +1011,7 @@ def repeat(x, repeats, axis=None):
 def _repeat_vjp(g, ans, x, repeats, axis=None):
     """Output entry j copies input entry src[j]: scatter-add g back to src."""
     shape = _shape(x)
-    xp = array_module(getval(x))
+    xp = array_module(unbox(x))
     if axis is None:
         src = xp.repeat(xp.arange(math.prod(shape)), repeats)
         return reshape(add_at(g, index=src, shape=(math.prod(shape),)), shape)
@@ -1155,7 +1155,7 @@ def diagonal(x, offset=0, axis1=0, axis2=1):
     x = moveaxis(x, (axis1, axis2), (-2, -1))
     rows, cols = _shape(x)[-2:]
     row0, col0 = builtins.max(-offset, 0), builtins.max(offset, 0)  # where the diagonal starts
-    first = array_module(getval(x)).arange(builtins.max(0, builtins.min(rows - row0, cols - col0)))
+    first = array_module(unbox(x)).arange(builtins.max(0, builtins.min(rows - row0, cols - col0)))
     return x[..., first + row0, first + col0]
 
 
@@ -1187,7 +1187,7 @@ def _one_slice_along(v, x, axis):
     shape = list(_shape(x))
     shape[axis] = 1
     if not isbox(v):  # a number, in x's array module (CuPy's for a CuPy x)
-        v = array_module(getval(x)).asarray(v)
+        v = array_module(unbox(x)).asarray(v)
     return broadcast_to(v, tuple(shape))
 
 
@@ -1297,7 +1297,7 @@ def _cumprod_with_each_left_out(x):
     Row j is the cumprod of x with its j-th entry replaced by 1 (as `_prod_of_others`).
     """
     n = _shape(x)[-1]
-    eye = array_module(getval(x)).eye(n, dtype=bool)
+    eye = array_module(unbox(x)).eye(n, dtype=bool)
     return cumprod(where(eye, 1, expand_dims(x, -2)), axis=-1)
 
 
@@ -1312,7 +1312,7 @@ def _cumprod_vjp(g, ans, x, axis=None, dtype=None):
         return _reverse_cumsum(g * ans, axis) / x
     x_last, g_last = moveaxis(x, axis, -1), moveaxis(g, axis, -1)
     n = _shape(x_last)[-1]
-    later = array_module(getval(x)).tri(n, dtype=bool).T  # [j, i]: i ≥ j
+    later = array_module(unbox(x)).tri(n, dtype=bool).T  # [j, i]: i ≥ j
     others = where(later, _cumprod_with_each_left_out(x_last), 0)
     return moveaxis(sum(others * expand_dims(g_last, -2), axis=-1), -1, axis)
 
