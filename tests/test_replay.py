@@ -125,3 +125,27 @@ def test_a_value_read_while_tracing_is_never_replayed_stale(name):
     assert numpy.isfinite(want).all()
     numpy.testing.assert_array_equal(out, want_out)
     numpy.testing.assert_array_equal(got, want)
+
+
+def test_arguments_of_another_shape_or_dtype_are_traced_again():
+    # The backward program sums broadcast cotangents over the axes of the traced shapes: a
+    # batch of another size, or float32 for float64, must not reuse it.
+    w = numpy.array([0.3, -0.7])
+    fun = lambda z, b: np.sum(np.tanh(z * w + b) ** 2)  # noqa: E731
+    f_vjp = Replay(fun)
+    for z, b in [
+        (numpy.ones((4, 2)), numpy.array(0.5)),
+        (numpy.ones((4, 2)), numpy.array(0.5)),  # replayed, forward and backward
+        (numpy.ones((3, 1, 2)), numpy.array([0.5, 0.1])),
+        (numpy.ones((4, 2), numpy.float32), numpy.array(0.5, numpy.float32)),
+        (numpy.ones(2), 0.5),
+    ]:
+        for _ in range(2):
+            out, pull = f_vjp(z, b)
+            want_out, want_pull = tinyad.vjp(fun, z, b)
+            got, want = pull(numpy.ones_like(want_out)), want_pull(numpy.ones_like(want_out))
+            assert numpy.array_equal(out, want_out)
+            for x, y in zip(got, want):
+                assert numpy.shape(x) == numpy.shape(y)
+                assert numpy.asarray(x).dtype == numpy.asarray(y).dtype
+                numpy.testing.assert_array_equal(x, y)

@@ -3,24 +3,32 @@
 A tape records, for each primitive, which earlier records its arguments came
 from. Nothing else about the inputs' values is in it, unless the traced code
 read a value to decide what to compute (`if x > 0`, `x[np.argmax(x)]`,
-`np.where(x > 0, ...)`'s mask): the core counts such reads
+`np.where(x > 0, ...)`'s mask, `getval`): the core counts such reads
 (`core.value_reads`). A tape recorded without one is a straight-line program
 of its inputs, so it can be run again on new inputs by calling each
-primitive's raw function in order, with no Box, no dispatch, no recording,
-and then pulled back by the same `backward`. That is what JAX's `jit` does
-with its traces; the adjoint method evaluates one `vjp` of f per step of its
-backward solve, so tinyode uses it there.
+primitive's raw function in order, with no Box, no dispatch, no recording.
+That is what JAX's `jit` does with its traces; the adjoint method evaluates
+one `vjp` of f per step of its backward solve, so tinyode uses it there.
+
+The backward pass is a program too. Its vjps are tinyad functions, so run on
+traced values (f traced one level up, as grad of grad does) they record, on
+the program's own tape, every operation the chain rule performs. Where that
+backward trace read no value either (a vjp's mask, such as maximum's, is a
+read), later pulls replay it as well: forward and backward, f's vjp is one
+straight-line program of (inputs, g). Otherwise the pull runs `backward` on
+the replayed tape.
 
 >>> f_vjp = Replay(f)
 >>> out, pull = f_vjp(z, t, theta)          # traces f
+>>> dz, dt, dtheta = pull(g)                # traces the backward pass
 >>> out, pull = f_vjp(z_new, t_new, theta)  # replays the trace on new values
->>> dz, dt, dtheta = pull(g)
+>>> dz, dt, dtheta = pull(g_new)            # and the backward pass
 """
 
 from . import core
 from .backend import array_module
-from .core import Tape, getval, isbox
-from .transforms import _as_float_leaf, _flatten, _recording, _unflatten, vjp
+from .core import Box, Saved, Tape, isbox, unbox
+from .transforms import _as_float_leaf, _depth, _flatten, _recording, _unflatten, vjp
 from .tree import tree_leaves
 
 __all__ = ["Replay"]
@@ -31,20 +39,27 @@ class Replay:
 
     The first call traces `fun`; later calls replay that tape when it can be
     replayed (no value was read while tracing, no value of another tape is in
-    it, the output is one array), and trace again otherwise.
+    it, the output is one array), and trace again otherwise. The first pull
+    traces the backward pass; later pulls replay it when it read no value.
     """
 
     def __init__(self, fun):
         self.fun, self.tape, self.replayable = fun, None, False
+        self.signature = None  # the leaves' types, shapes and dtypes the trace was made at
+        self.pullback = None  # the backward program, once traced; False: not replayable
 
     def __call__(self, *args):
         """`(out, vjp_fun)` of fun at `args`, as `tinyad.vjp` returns them."""
-        if any(isbox(x) for a in args for x in tree_leaves(a)):
+        leaves = [x for a in args for x in tree_leaves(a)]
+        if any(type(x) is Box for x in leaves):
             return vjp(self.fun, *args)  # differentiating the vjp itself: trace on the outer tape
+        if self.tape is not None and _signature(leaves) != self.signature:
+            self.tape = None  # other shapes or dtypes: the programs do not apply, trace again
         if self.tape is None:
             tape = self._trace(args)
+            self.signature = _signature(leaves)
         elif self.replayable:
-            tape = self._replay(args)
+            tape = self._replay(leaves)
         else:
             return vjp(self.fun, *args)
         if self.out is None:  # not one traced array: as vjp does it
@@ -53,23 +68,22 @@ class Replay:
         return tape.records[self.out][1], lambda g: self._pull(tape, g)
 
     def _trace(self, args):
-        reads = core.value_reads[0]
+        self.pullback, reads = None, core.value_reads[0]
         with _recording() as tape:
             inputs, boxed = [], []
-            for arg in args:
-                leaves, treedef = _flatten(arg)
-                boxes = [tape.input(_as_float_leaf(x, "vjp")) for x in leaves]
-                inputs.append((treedef, [b.index for b in boxes]))
-                boxed.append(_unflatten(treedef, boxes))
-            out = self.fun(*boxed)
-        self.tape, self.inputs = tape, inputs
+            with _recording() as shadow:  # the same call one level up: its backward records
+                for arg in args:
+                    leaves, treedef = _flatten(arg)
+                    boxes = [tape.input(_as_float_leaf(x, "vjp")) for x in leaves]
+                    inputs.append((treedef, [b.index for b in boxes]))
+                    boxed.append(_unflatten(treedef, [shadow.input(b) for b in boxes]))
+                out = self.fun(*boxed)
+        self.tape, self.inputs, self.shadow = tape, inputs, shadow
         # The program to replay: each primitive with the arguments fun called it with.
-        self.program = [
-            (prim, args, {k: v for k, v in kwargs.items() if k != "saved"}, parents)
-            for prim, _, args, kwargs, parents in tape.records
-            if prim is not None
-        ]
-        self.out = out.index if isbox(out) and out.tape is tape else None
+        self.program = _program(tape.records)
+        self.out = None
+        if isbox(out) and out.tape is shadow and isbox(out.value) and out.value.tape is tape:
+            self.out, self.shadow_out = out.value.index, out.index
         self.replayable = core.value_reads[0] == reads and not any(
             map(_holds_other_tape, tape.records)
         )
@@ -77,6 +91,13 @@ class Replay:
 
     def _pull(self, tape, g):
         """The cotangents of the inputs, one pytree per argument, from g = the output's."""
+        fits = _fits(g, tape.records[self.out][1])
+        if self.pullback is None and self.replayable and fits:
+            traced = self._trace_backward(g)  # once, on the first call's tape
+            if tape is self.tape:
+                return traced
+        if self.pullback and fits:
+            return self._replay_backward(tape, g)
         cts = core.backward(tape, {self.out: g})
         records = tape.records
         return tuple(
@@ -84,13 +105,40 @@ class Replay:
             for treedef, indices in self.inputs  # an input the output ignores: a zero
         )
 
-    def _replay(self, args):
-        """A new tape: the recorded program run on `args`, each primitive on raw values."""
+    def _trace_backward(self, g):
+        """Backward over the shadow tape, whose values are Boxes of the first call's tape:
+        the chain rule's operations are recorded there, after f's. Returns that pull."""
+        tape, reads, first = self.tape, core.value_reads[0], len(self.tape.records)
+        depth, _depth[0] = _depth[0], self.shadow.level  # tapes a vjp opens go above both
+        try:
+            seed = tape.input(g)
+            cts = core.backward(self.shadow, {self.shadow_out: seed})
+        finally:
+            _depth[0] = depth
+        outs = []  # per input leaf: its cotangent (a Box of `tape`), or a constant zero
+        for treedef, indices in self.inputs:  # the shadow's inputs come in the same order
+            leaves = [cts.get(i) for i in indices]
+            zeros = [_zeros(tape.records[i][1]) for i in indices]
+            outs.append((treedef, [z if ct is None else ct for z, ct in zip(zeros, leaves)]))
+        new = tape.records[first:]
+        self.pullback = False
+        if core.value_reads[0] == reads and not any(map(_holds_other_tape, new)):
+            self.first, self.backward_program = first, _program(new[1:])
+            self.pullback = [
+                (treedef, [ct.index if _on(ct, tape) else _Constant(ct) for ct in leaves])
+                for treedef, leaves in outs
+            ]
+        return tuple(
+            _unflatten(treedef, [ct.value if _on(ct, tape) else ct for ct in leaves])
+            for treedef, leaves in outs
+        )
+
+    def _replay(self, leaves):
+        """A new tape: the recorded program run on the arguments' leaves, on raw values."""
         replayed = Tape(self.tape.level)
         records = replayed.records
-        for arg in args:  # the inputs come first, in the order they were traced
-            for x in tree_leaves(arg):
-                records.append((None, _as_float_leaf(x, "vjp"), (), {}, ()))
+        for x in leaves:  # the inputs come first, in the order they were traced
+            records.append((None, _as_float_leaf(x, "vjp"), (), {}, ()))
         for prim, rargs, kwargs, parents in self.program:
             fresh = list(rargs)
             for n, parent in parents:
@@ -98,6 +146,57 @@ class Replay:
             ans, kw = core.with_residuals(prim.fun(*fresh, **kwargs), kwargs)
             records.append((prim, ans, fresh, kw, parents))
         return replayed
+
+    def _replay_backward(self, tape, g):
+        """The traced backward pass run on raw values: f's records, then g, then the program."""
+        values = [record[1] for record in tape.records[: self.first]]
+        values.append(g)
+        for prim, rargs, kwargs, parents in self.backward_program:
+            fresh = list(rargs)
+            for n, parent in parents:
+                fresh[n] = values[parent]
+            ans = prim.fun(*fresh, **kwargs)
+            values.append(ans.value if type(ans) is Saved else ans)
+        return tuple(
+            _unflatten(treedef, [values[i] if type(i) is int else i.value for i in leaves])
+            for treedef, leaves in self.pullback
+        )
+
+
+class _Constant:
+    """A cotangent that the backward trace found constant (a zero of the right shape)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+
+def _program(records):
+    """The records as a program: each primitive, its arguments, its options, where its
+    traced arguments come from (the residuals `saved` are recomputed by the call)."""
+    return [
+        (prim, args, {k: v for k, v in kwargs.items() if k != "saved"}, parents)
+        for prim, _, args, kwargs, parents in records
+        if prim is not None
+    ]
+
+
+def _signature(leaves):
+    return [(type(x), getattr(x, "shape", None), getattr(x, "dtype", None)) for x in leaves]
+
+
+def _on(x, tape):
+    return isbox(x) and x.tape is tape
+
+
+def _fits(g, out):
+    """Whether g is a raw cotangent of out's shape and dtype (as the program was traced)."""
+    return (
+        not isbox(g)
+        and getattr(g, "shape", None) == out.shape
+        and getattr(g, "dtype", None) == out.dtype
+    )
 
 
 def _holds_other_tape(record):
@@ -107,5 +206,5 @@ def _holds_other_tape(record):
 
 
 def _zeros(v):
-    v = getval(v)
+    v = unbox(v)
     return array_module(v).zeros_like(v)
