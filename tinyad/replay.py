@@ -56,25 +56,28 @@ class Replay:
         if self.tape is not None and _signature(leaves) != self.signature:
             self.tape = None  # other shapes or dtypes: the programs do not apply, trace again
         if self.tape is None:
-            tape = self._trace(args)
+            run = self._trace(args)
             self.signature = _signature(leaves)
         elif self.replayable:
-            tape = self._replay(leaves)
+            run = self._replay(leaves)
         else:
             return vjp(self.fun, *args)
         if self.out is None:  # not one traced array: as vjp does it
             self.replayable = False
             return vjp(self.fun, *args)
-        return tape.records[self.out][1], lambda g: self._pull(tape, g)
+        return run[self.out], lambda g: self._pull(run, g)
 
     def _trace(self, args):
         self.pullback, reads = None, core.value_reads[0]
         with _recording() as tape:
             inputs, boxed = [], []
             with _recording() as shadow:  # the same call one level up: its backward records
+                self.as_is = []  # per leaf: whether it is boxed as it is (not converted)
                 for arg in args:
                     leaves, treedef = _flatten(arg)
-                    boxes = [tape.input(_as_float_leaf(x, "vjp")) for x in leaves]
+                    floats = [_as_float_leaf(x, "vjp") for x in leaves]
+                    self.as_is += [x is y for x, y in zip(leaves, floats)]
+                    boxes = [tape.input(x) for x in floats]
                     inputs.append((treedef, [b.index for b in boxes]))
                     boxed.append(_unflatten(treedef, [shadow.input(b) for b in boxes]))
                 out = self.fun(*boxed)
@@ -87,17 +90,20 @@ class Replay:
         self.replayable = core.value_reads[0] == reads and not any(
             map(_holds_other_tape, tape.records)
         )
-        return tape
+        self.n_inputs = len(self.as_is)
+        return _values(tape)
 
-    def _pull(self, tape, g):
-        """The cotangents of the inputs, one pytree per argument, from g = the output's."""
-        fits = _fits(g, tape.records[self.out][1])
+    def _pull(self, run, g):
+        """The cotangents of the inputs, one pytree per argument, from g = the output's.
+        `run`: the values of every record of this call (a Tape's where there is one)."""
+        fits = _fits(g, run[self.out])
         if self.pullback is None and self.replayable and fits:
             traced = self._trace_backward(g)  # once, on the first call's tape
-            if tape is self.tape:
+            if run.tape is self.tape:
                 return traced
         if self.pullback and fits:
-            return self._replay_backward(tape, g)
+            return self._replay_backward(run, g)
+        tape = run.tape or self._replay(run[: self.n_inputs], on_tape=True).tape
         cts = core.backward(tape, {self.out: g})
         records = tape.records
         return tuple(
@@ -133,34 +139,60 @@ class Replay:
             for treedef, leaves in outs
         )
 
-    def _replay(self, leaves):
-        """A new tape: the recorded program run on the arguments' leaves, on raw values."""
-        replayed = Tape(self.tape.level)
-        records = replayed.records
-        for x in leaves:  # the inputs come first, in the order they were traced
-            records.append((None, _as_float_leaf(x, "vjp"), (), {}, ()))
-        for prim, rargs, kwargs, parents in self.program:
-            fresh = list(rargs)
-            for n, parent in parents:
-                fresh[n] = records[parent][1]
-            ans, kw = core.with_residuals(prim.fun(*fresh, **kwargs), kwargs)
-            records.append((prim, ans, fresh, kw, parents))
-        return replayed
+    def _replay(self, leaves, on_tape=None):
+        """The recorded program run on new input leaves, each primitive on raw values.
 
-    def _replay_backward(self, tape, g):
+        Returns every record's value; on a new Tape too (for `backward`) unless the
+        backward pass is replayed as a program.
+        """
+        values = _Values(
+            x if same else _as_float_leaf(x, "vjp") for x, same in zip(leaves, self.as_is)
+        )
+        if on_tape is None:
+            on_tape = not self.pullback
+        if on_tape:
+            values.tape = Tape(self.tape.level)
+            values.tape.records.extend((None, x, (), {}, ()) for x in values)
+        _run(self.program, values, values.tape)
+        return values
+
+    def _replay_backward(self, values, g):
         """The traced backward pass run on raw values: f's records, then g, then the program."""
-        values = [record[1] for record in tape.records[: self.first]]
+        values = values[: self.first]
         values.append(g)
-        for prim, rargs, kwargs, parents in self.backward_program:
-            fresh = list(rargs)
-            for n, parent in parents:
-                fresh[n] = values[parent]
-            ans = prim.fun(*fresh, **kwargs)
-            values.append(ans.value if type(ans) is Saved else ans)
+        _run(self.backward_program, values)
         return tuple(
             _unflatten(treedef, [values[i] if type(i) is int else i.value for i in leaves])
             for treedef, leaves in self.pullback
         )
+
+
+class _Values(list):
+    """The value of every record of one call, in order; `tape`: its Tape, if it has one."""
+
+    tape = None
+
+
+def _values(tape):
+    values = _Values(record[1] for record in tape.records)
+    values.tape = tape
+    return values
+
+
+def _run(program, values, tape=None):
+    """Each primitive of `program` called on raw values, its traced arguments read from
+    `values` (earlier records), its result appended there (and recorded on `tape`)."""
+    for prim, args, kwargs, parents in program:
+        fresh = list(args)
+        for n, parent in parents:
+            fresh[n] = values[parent]
+        ans = prim.fun(*fresh, **kwargs)
+        if tape is None:
+            values.append(ans.value if type(ans) is Saved else ans)
+        else:
+            ans, kw = core.with_residuals(ans, kwargs)
+            values.append(ans)
+            tape.records.append((prim, ans, fresh, kw, parents))
 
 
 class _Constant:
