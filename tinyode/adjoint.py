@@ -110,8 +110,9 @@ class Augmented:
     """The augmented dynamics d/dt {z, a, L_θ, L_t} = {f, −aᵀ∂f/∂z, −aᵀ∂f/∂θ, −aᵀ∂f/∂t},
     where L_θ = dL/dθ and L_t = dL/dt.
 
-    All three products come from one vjp of f per evaluation. f is traced once and its
-    tape replayed on each new (z, t, θ) when it can be (tinyad/replay.py). Only z and a
+    All three products come from one vjp of f per evaluation. f and its backward pass are
+    traced once and replayed, as one straight-line program of (z, t, θ, a), on each new
+    evaluation when they can be (tinyad/replay.py). Only z and a
     feed back into the dynamics; L_θ and L_t are quadratures (`feedback`, for implicit
     methods: they need ∂/∂(z, a) only).
     """
