@@ -187,14 +187,20 @@ class PytreeState:
         self.dtypes = [getval(x).dtype for x in leaves]
         self.bounds = numpy.cumsum([0] + [int(numpy.prod(s)) for s in self.shapes]).tolist()
         self.z0 = np.concatenate([np.ravel(x) for x in leaves])
+        # Where each leaf lies in z, and whether its dtype is z's (then no cast is needed)
+        z_dtype = getval(self.z0).dtype
+        self.layout = [
+            (slice(a, b), shape, dtype, dtype == z_dtype)
+            for a, b, shape, dtype in zip(self.bounds, self.bounds[1:], self.shapes, self.dtypes)
+        ]
 
     def leaves(self, z, lead=()):
         """The leaves held in z[..., :] (with `lead`, the shape of z's leading axes)."""
         parts = []
-        for a, b, shape, dtype in zip(self.bounds, self.bounds[1:], self.shapes, self.dtypes):
+        for where, shape, dtype, same in self.layout:
             # Array methods, which a traced z has too: on raw values no tape is involved.
-            part = z[..., a:b].reshape(lead + shape)
-            if getval(part).dtype != dtype:
+            part = z[..., where].reshape(lead + shape)
+            if not same and getval(part).dtype != dtype:
                 part = (np.real(part) if dtype.kind == "f" else part).astype(dtype)
             parts.append(part)
         return parts
@@ -213,7 +219,10 @@ class PytreeState:
         leaves, treedef = tree_flatten(dy)
         if treedef != self.treedef or not self.checked:
             self.check(leaves, treedef)
-        return np.concatenate([x.ravel() if hasattr(x, "ravel") else np.ravel(x) for x in leaves])
+        flat = [x.ravel() if hasattr(x, "ravel") else np.ravel(x) for x in leaves]
+        if any(map(isbox, flat)):
+            return np.concatenate(flat)
+        return array_module(flat[0]).concatenate(flat)  # raw: no trace to record on
 
     checked = False
 
