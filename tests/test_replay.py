@@ -154,3 +154,29 @@ def test_arguments_of_another_shape_or_dtype_are_traced_again():
                 assert numpy.shape(x) == numpy.shape(y)
                 assert numpy.asarray(x).dtype == numpy.asarray(y).dtype
                 numpy.testing.assert_array_equal(x, y)
+
+
+def test_the_adjoint_replays_an_mlp_forward_and_backward():
+    # tinyode's augmented dynamics on the demo's kind of f: after one traced evaluation,
+    # every later one runs the two programs (no Box, no backward pass over a tape).
+    from tinyad.tree import tree_leaves as leaves
+    from tinyode.adjoint import Augmented
+    from tinyode.inputs import split_args
+
+    rng = numpy.random.default_rng(0)
+    theta = [rng.normal(size=(2, 8)), rng.normal(size=8), rng.normal(size=(8, 2))]
+    func = lambda z, t, W1, b1, W2: np.tanh(z**3 @ W1 + b1) @ W2  # noqa: E731
+    flat, argdef = split_args(tuple(theta))
+    dynamics = Augmented(func, argdef, numpy.dtype(float))
+    z, a = rng.normal(size=(5, 2)), rng.normal(size=(5, 2))
+    state = {"z": z, "a": a, "L_theta": [0 * x for x in theta], "L_t": numpy.zeros(())}
+    for t in (0.0, 0.3, 0.7):
+        got = dynamics(state, t, flat)
+        out, pull = tinyad.vjp(lambda z, t, th: func(z, t, *th), state["z"], t, theta)
+        want = pull(-state["a"])
+        numpy.testing.assert_array_equal(got["z"], out)
+        numpy.testing.assert_array_equal(got["a"], want[0])
+        for x, y in zip(got["L_theta"], leaves(want[2])):
+            numpy.testing.assert_array_equal(x, y)
+        state = {**state, "z": z + t, "a": a - t}
+    assert dynamics.vjp.replayable and dynamics.vjp.pullback
