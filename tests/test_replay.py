@@ -180,3 +180,17 @@ def test_the_adjoint_replays_an_mlp_forward_and_backward():
             numpy.testing.assert_array_equal(x, y)
         state = {**state, "z": z + t, "a": a - t}
     assert dynamics.vjp.replayable and dynamics.vjp.pullback
+
+
+def test_the_compiled_program_reads_like_the_chain_rule():
+    f_vjp = Replay(lambda x, w: np.sum(np.sin(x) * w))
+    x, w = numpy.array([0.3, 1.2]), numpy.array([2.0, -1.0])
+    out, pull = f_vjp(x, w)
+    pull(1.0 * numpy.ones_like(out))
+    forward, backward = f_vjp.source.split("\n\n")
+    assert forward.startswith("def forward(v0, v1):") and "sin_" in forward
+    assert backward.startswith("def backward(") and "cos_" in backward  # sin's vjp: g·cos x
+    out, pull = f_vjp(2 * x, w)  # the compiled functions
+    dx, dw = pull(numpy.float64(1.0))
+    numpy.testing.assert_array_equal(dx, numpy.cos(2 * x) * w)
+    numpy.testing.assert_array_equal(dw, numpy.sin(2 * x))

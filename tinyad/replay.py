@@ -15,19 +15,24 @@ traced values (f traced one level up, as grad of grad does) they record, on
 the program's own tape, every operation the chain rule performs. Where that
 backward trace read no value either (a vjp's mask, such as maximum's, is a
 read), later pulls replay it as well: forward and backward, f's vjp is one
-straight-line program of (inputs, g). Otherwise the pull runs `backward` on
-the replayed tape.
+straight-line program of (inputs, g), compiled into two plain Python
+functions (as torch.fx turns a graph into source); `f_vjp.source` prints them.
+Otherwise the pull runs `backward` on the replayed tape.
 
 >>> f_vjp = Replay(f)
 >>> out, pull = f_vjp(z, t, theta)          # traces f
 >>> dz, dt, dtheta = pull(g)                # traces the backward pass
 >>> out, pull = f_vjp(z_new, t_new, theta)  # replays the trace on new values
 >>> dz, dt, dtheta = pull(g_new)            # and the backward pass
+>>> print(f_vjp.source)                     # def forward(v0, v1, v2): ...
 """
+
+import math
+import re
 
 from . import core
 from .backend import array_module
-from .core import Box, Saved, Tape, isbox, unbox
+from .core import Box, Tape, isbox, unbox
 from .transforms import _as_float_leaf, _depth, _flatten, _recording, _unflatten, vjp
 from .tree import tree_leaves
 
@@ -58,6 +63,10 @@ class Replay:
         if self.tape is None:
             run = self._trace(args)
             self.signature = _signature(leaves)
+        elif self.pullback:  # f and its backward pass compiled: two calls of plain code
+            inputs = self._inputs(leaves)
+            kept = self.compiled[0](*inputs)
+            return kept[0], lambda g: self._pull_compiled(inputs, kept, g)
         elif self.replayable:
             run = self._replay(leaves)
         else:
@@ -103,7 +112,7 @@ class Replay:
                 return traced
         if self.pullback and fits:
             return self._replay_backward(run, g)
-        tape = run.tape or self._replay(run[: self.n_inputs], on_tape=True).tape
+        tape = run.tape
         cts = core.backward(tape, {self.out: g})
         records = tape.records
         return tuple(
@@ -134,36 +143,62 @@ class Replay:
                 (treedef, [ct.index if _on(ct, tape) else _Constant(ct) for ct in leaves])
                 for treedef, leaves in outs
             ]
+            self._compile(tape.records)
         return tuple(
             _unflatten(treedef, [ct.value if _on(ct, tape) else ct for ct in leaves])
             for treedef, leaves in outs
         )
 
-    def _replay(self, leaves, on_tape=None):
-        """The recorded program run on new input leaves, each primitive on raw values.
+    def _compile(self, records):
+        """f and its backward pass as two Python functions of straight-line code (as
+        torch.fx turns a graph into a module's source): `self.source` shows them.
 
-        Returns every record's value; on a new Tape too (for `backward`) unless the
-        backward pass is replayed as a program.
+        forward(inputs) returns f's output and the values the backward pass reads;
+        backward(those values, g) returns the inputs' cotangents (their records' values).
         """
-        values = _Values(
-            x if same else _as_float_leaf(x, "vjp") for x, same in zip(leaves, self.as_is)
+        first, n = self.first, self.n_inputs
+        reads = sorted(
+            {p for *_, parents in self.backward_program for _, p in parents if p < first}
         )
-        if on_tape is None:
-            on_tape = not self.pullback
-        if on_tape:
-            values.tape = Tape(self.tape.level)
-            values.tape.records.extend((None, x, (), {}, ()) for x in values)
+        kept = [self.out] + [i for i in reads if i != self.out]
+        results = sorted({i for _, leaves in self.pullback for i in leaves if type(i) is int})
+        env = {}
+        forward = _code("forward", [f"v{i}" for i in range(n)], records[n:first], n, kept, env)
+        params = [f"v{i}" for i in kept] + [f"v{first}"]  # v<first> is g
+        backward = _code("backward", params, records[first + 1 :], first + 1, results, env)
+        self.source = forward + "\n" + backward
+        exec(compile(self.source, "<tinyad.replay>", "exec"), env)
+        self.compiled, self.kept = (env["forward"], env["backward"]), kept
+        self.position = {i: k for k, i in enumerate(results)}  # record index -> place in result
+
+    def _inputs(self, leaves):
+        """The input leaves as the trace boxed them (floats as float arrays)."""
+        return [x if same else _as_float_leaf(x, "vjp") for x, same in zip(leaves, self.as_is)]
+
+    def _replay(self, leaves):
+        """The recorded program run on new input leaves, each primitive on raw values:
+        every record's value, and a new Tape of them (for `backward`)."""
+        values = _Values(self._inputs(leaves))
+        values.tape = Tape(self.tape.level)
+        values.tape.records.extend((None, x, (), {}, ()) for x in values)
         _run(self.program, values, values.tape)
         return values
 
     def _replay_backward(self, values, g):
-        """The traced backward pass run on raw values: f's records, then g, then the program."""
-        values = values[: self.first]
-        values.append(g)
-        _run(self.backward_program, values)
+        """The compiled backward pass on the values of a replay or of the first call."""
+        return self._cotangents(self.compiled[1](*[values[i] for i in self.kept], g))
+
+    def _pull_compiled(self, inputs, kept, g):
+        if not _fits(g, kept[0]):  # a traced g (grad of grad), or one of another shape
+            return self._pull(self._replay(inputs), g)
+        return self._cotangents(self.compiled[1](*kept, g))
+
+    def _cotangents(self, results):
+        """The backward program's results as one pytree per argument."""
+        position = self.position
         return tuple(
-            _unflatten(treedef, [values[i] if type(i) is int else i.value for i in leaves])
-            for treedef, leaves in self.pullback
+            _unflatten(treedef, [results[position[i]] if type(i) is int else i.value for i in ids])
+            for treedef, ids in self.pullback
         )
 
 
@@ -179,20 +214,16 @@ def _values(tape):
     return values
 
 
-def _run(program, values, tape=None):
+def _run(program, values, tape):
     """Each primitive of `program` called on raw values, its traced arguments read from
-    `values` (earlier records), its result appended there (and recorded on `tape`)."""
+    `values` (earlier records), its result appended there and recorded on `tape`."""
     for prim, args, kwargs, parents in program:
         fresh = list(args)
         for n, parent in parents:
             fresh[n] = values[parent]
-        ans = prim.fun(*fresh, **kwargs)
-        if tape is None:
-            values.append(ans.value if type(ans) is Saved else ans)
-        else:
-            ans, kw = core.with_residuals(ans, kwargs)
-            values.append(ans)
-            tape.records.append((prim, ans, fresh, kw, parents))
+        ans, kw = core.with_residuals(prim.fun(*fresh, **kwargs), kwargs)
+        values.append(ans)
+        tape.records.append((prim, ans, fresh, kw, parents))
 
 
 class _Constant:
@@ -202,6 +233,43 @@ class _Constant:
 
     def __init__(self, value):
         self.value = value
+
+
+def _code(name, params, records, start, results, env):
+    """The source of `def name(*params)`: one line per record (its value v<index>), each
+    primitive's raw function called on earlier values and on constants kept in `env`;
+    it returns the values `results` (record indices) as a tuple."""
+    lines = [f"def {name}({', '.join(params)}):"]
+    for k, (prim, _, args, kwargs, parents) in enumerate(records, start):
+        slots = [None] * len(args)
+        for n, parent in parents:
+            slots[n] = f"v{parent}"
+        for n, x in enumerate(args):
+            if slots[n] is None:  # a constant of the trace: a number, an axis, an array
+                slots[n] = _constant(env, x)
+        slots += [f"{key}={_constant(env, v)}" for key, v in kwargs.items() if key != "saved"]
+        fun = f"{re.sub(r'[^0-9a-zA-Z_]', '_', prim.name)}_{k}"
+        env[fun] = prim.fun
+        call = f"{fun}({', '.join(slots)})"
+        lines.append(f"    v{k} = {call}.value" if "saved" in kwargs else f"    v{k} = {call}")
+    lines.append(f"    return ({''.join(f'v{i}, ' for i in results)})")
+    return "\n".join(lines) + "\n"
+
+
+def _constant(env, x):
+    """A name for the constant x in `env`: a literal for numbers, None and tuples of them."""
+    if _literal(x):
+        return repr(x)
+    name = f"c{len(env)}"
+    env[name] = x
+    return name
+
+
+def _literal(x):
+    """Whether repr(x) reads back as x: None, a bool, int, str, finite float, or a tuple of them."""
+    if type(x) is tuple:
+        return all(map(_literal, x))
+    return x is None or type(x) in (bool, int, str) or (type(x) is float and math.isfinite(x))
 
 
 def _program(records):
