@@ -157,10 +157,9 @@ class Replay:
         backward(those values, g) returns the inputs' cotangents (their records' values).
         """
         first, n = self.first, self.n_inputs
-        reads = sorted(
-            {p for *_, parents in self.backward_program for _, p in parents if p < first}
-        )
-        kept = [self.out] + [i for i in reads if i != self.out]
+        # f's values that the backward pass reads: forward returns them beside its output
+        reads = {p for *_, parents in self.backward_program for _, p in parents if p < first}
+        kept = [self.out] + sorted(reads - {self.out})
         results = sorted({i for _, leaves in self.pullback for i in leaves if type(i) is int})
         env = {}
         forward = _code("forward", [f"v{i}" for i in range(n)], records[n:first], n, kept, env)
