@@ -35,7 +35,7 @@ from tinyad.tree import tree_flatten, tree_map
 from .errors import BacksolveWarning, SolverError
 from .implicit import IMPLICIT_TABLEAUS
 from .odeint import STRATEGIES, forward, solve, solve_as_primitive
-from .solver import FIXED_STEP, Stats, integrate, rms_norm
+from .solver import FIXED_STEP, Stats, integrate, rms_norm, sum_of_squares
 
 # Warn when the reconstructed z is off by 10× more than both what the tolerances allow and
 # what the solves' own errors explain (see _check_drift).
@@ -219,10 +219,10 @@ def _largest_rms(parts):
     """max over parts (each a list of arrays) of the RMS of all their entries."""
     squares = []
     for part in parts:
-        size = sum(int(np.size(x)) for x in part)
+        size = sum(int(getval(x).size) for x in part)
         if size:
-            squares.append(sum(np.sum(getval(x) * getval(x)) for x in part) / size)
-    return float(np.sqrt(np.max(np.stack(squares))))
+            squares.append(sum(sum_of_squares(getval(x)) for x in part) / size)
+    return math.sqrt(float(array_module(squares[0]).stack(squares).max()))
 
 
 def _resolver(func, argdef, theta, t, opts, counts, shape):
@@ -301,8 +301,8 @@ def _relative_norm(x, z, opts):
     fixed = opts.step_size is not None or opts.method in FIXED_STEP
     rtol = max(opts.rtol, opts.adjoint_rtol)
     atol = 0.0 if fixed else max(opts.atol, opts.adjoint_atol)
-    scale = max(atol + rtol * rms_norm(z), sys.float_info.min)  # z ≡ 0: still a number
-    return rms_norm(x) / scale
+    scale = max(atol + rtol * rms_norm(getval(z)), sys.float_info.min)  # z ≡ 0: a number
+    return rms_norm(getval(x)) / scale
 
 
 # Where tinyad's and tinyode's own frames live: the warning skips them.

@@ -6,6 +6,8 @@ and back to the user's structure on the way out. The leaves of args that are not
 floating-point arrays are kept out of the tape (`split_args`).
 """
 
+import itertools
+import math
 import numbers
 
 import numpy
@@ -183,10 +185,11 @@ class PytreeState:
         if not leaves:
             raise ValueError(f"y0 is an empty pytree ({y0!r}); it needs at least one array")
         leaves = [_as_array(x, "each leaf of y0") for x in leaves]
-        self.shapes = [tuple(np.shape(x)) for x in leaves]
+        self.shapes = [tuple(getval(x).shape) for x in leaves]
         self.dtypes = [getval(x).dtype for x in leaves]
-        self.bounds = numpy.cumsum([0] + [int(numpy.prod(s)) for s in self.shapes]).tolist()
-        self.z0 = np.concatenate([np.ravel(x) for x in leaves])
+        self.bounds = list(itertools.accumulate((math.prod(s) for s in self.shapes), initial=0))
+        flat = [x.reshape(-1) for x in leaves]  # array methods: a traced leaf has them too
+        self.z0 = np.concatenate(flat) if any(map(isbox, flat)) else _concatenate(flat)
         # Where each leaf lies in z, and whether its dtype is z's (then no cast is needed)
         z_dtype = getval(self.z0).dtype
         self.layout = [
@@ -220,9 +223,7 @@ class PytreeState:
         if treedef != self.treedef or not self.checked:
             self.check(leaves, treedef)
         flat = [x.ravel() if hasattr(x, "ravel") else np.ravel(x) for x in leaves]
-        if any(map(isbox, flat)):
-            return np.concatenate(flat)
-        return array_module(flat[0]).concatenate(flat)  # raw: no trace to record on
+        return np.concatenate(flat) if any(map(isbox, flat)) else _concatenate(flat)
 
     checked = False
 
@@ -262,6 +263,11 @@ class PytreeState:
     def unpack(self, ys):
         """ys of shape (len(t), size of z) as the pytree, each leaf shaped (len(t),) + leaf."""
         return tree_unflatten(self.treedef, self.leaves(ys, lead=tuple(np.shape(ys)[:1])))
+
+
+def _concatenate(flat):
+    """Raw arrays joined in their own module: no trace to record them on."""
+    return array_module(flat[0]).concatenate(flat)
 
 
 class _Shape:

@@ -25,6 +25,7 @@ import numpy
 
 import tinyad.numpy as np
 from tinyad import getval, isbox
+from tinyad.backend import array_module
 
 from .errors import SolverError
 from .runge_kutta import RungeKutta
@@ -59,18 +60,23 @@ class Stats:
 
 def rms_norm(x):
     """Root mean square of a raw array (of |x| for a complex one), as a host float."""
-    if x.dtype.kind == "c":
-        x = np.abs(x)
-    return float(np.sqrt(np.mean(x * x))) if x.size else 0.0
+    return math.sqrt(float(sum_of_squares(x) / x.size)) if x.size else 0.0
 
 
 def mixed_norm(x, parts):
     """max over (start, stop) parts of the RMS norm of x[start:stop]; one host value."""
     v = x.reshape(-1)
+    squares = [sum_of_squares(v[a:b]) / (b - a) for a, b in parts if b > a]
+    return math.sqrt(float(array_module(v).stack(squares).max()))
+
+
+def sum_of_squares(x):
+    """Σ|x|² of a raw array, as a 0-d array on x's device (no host read). Array methods,
+    not tinyad.numpy: a norm runs once per step and is never differentiated."""
+    v = x.reshape(-1)
     if v.dtype.kind == "c":
-        v = np.abs(v)
-    squares = [np.mean(v[a:b] * v[a:b]) for a, b in parts if b > a]
-    return float(np.sqrt(np.max(np.stack(squares))))
+        v = abs(v)
+    return (v * v).sum()
 
 
 def _explicit(tableau):
