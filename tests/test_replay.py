@@ -194,3 +194,55 @@ def test_the_compiled_program_reads_like_the_chain_rule():
     dx, dw = pull(numpy.float64(1.0))
     numpy.testing.assert_array_equal(dx, numpy.cos(2 * x) * w)
     numpy.testing.assert_array_equal(dw, numpy.sin(2 * x))
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+def test_the_adjoint_on_its_flat_layout_equals_the_pytree_path(dtype):
+    # Augmented.on_layout, the fast path the backward solves run, against PytreeState's
+    # pytree path (unpack z into the dict, call, pack the dict): the same vector, bit for bit.
+    from tinyode.adjoint import Augmented
+    from tinyode.inputs import PytreeState, split_args
+
+    rng = numpy.random.default_rng(1)
+    theta = ({"W": rng.normal(size=(3, 6)).astype(dtype)}, rng.normal(size=6).astype(dtype))
+    func = lambda z, t, p, b: np.tanh(z @ p["W"] * np.cos(t) + b) @ p["W"].T  # noqa: E731
+    flat, argdef = split_args(theta)
+    dynamics = Augmented(func, argdef, numpy.dtype(dtype))
+    z, a = rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype)
+    state = PytreeState(
+        {"z": z, "a": a, "L_theta": [0 * x for x in flat], "L_t": numpy.zeros((), dtype)}
+    )
+    fast, slow = state.wrap(dynamics), state._wrapped(dynamics)
+    assert fast.__qualname__.startswith("Augmented.on_layout")
+    v = state.z0
+    for t in map(dtype, (0.0, 0.4, 1.1)):  # the solver's host times come in y's precision
+        got, want = fast(v, t, flat), slow(v, t, flat)
+        assert got.dtype == want.dtype == dtype
+        numpy.testing.assert_array_equal(got, want)
+        v = v + dtype(0.1) * got
+
+
+def test_adjoint_gradients_are_the_same_without_the_flat_layout(monkeypatch):
+    # The whole adjoint (y0, every t_i and a pytree of parameters) with the flat path and
+    # with the pytree path: the same steps, the same gradient, bit for bit.
+    import tinyode
+    from tinyode.adjoint import Augmented
+
+    rng = numpy.random.default_rng(2)
+    params = {"W": rng.normal(size=(2, 5)), "b": rng.normal(size=5), "V": rng.normal(size=(5, 2))}
+    y0, ts = rng.normal(size=(3, 2)), numpy.linspace(0.0, 1.0, 4)
+
+    def loss(y0, ts, params):
+        f = lambda y, t, p: np.tanh(y**3 @ p["W"] + p["b"]) @ p["V"] - 0.1 * t * y  # noqa: E731
+        return np.sum(tinyode.odeint(f, y0, ts, params, rtol=1e-6, atol=1e-8) ** 2)
+
+    grad = tinyad.grad(loss, argnum=(0, 1, 2))
+    used, on_layout = [], Augmented.on_layout
+    counted = lambda *a, **k: used.append(1) or on_layout(*a, **k)  # noqa: E731
+    monkeypatch.setattr(Augmented, "on_layout", counted)
+    fast = grad(y0, ts, params)
+    assert len(used) == len(ts) - 1  # each interval's backward solve took the flat path
+    monkeypatch.delattr(Augmented, "on_layout")
+    slow = grad(y0, ts, params)
+    for x, y in zip(tinyad.tree_flatten(fast)[0], tinyad.tree_flatten(slow)[0]):
+        numpy.testing.assert_array_equal(x, y)

@@ -27,6 +27,7 @@ Otherwise the pull runs `backward` on the replayed tape.
 >>> print(f_vjp.source)                     # def forward(v0, v1, v2): ...
 """
 
+import functools
 import math
 import re
 
@@ -166,7 +167,7 @@ class Replay:
         params = [f"v{i}" for i in kept] + [f"v{first}"]  # v<first> is g
         backward = _code("backward", params, records[first + 1 :], first + 1, results, env)
         self.source = forward + "\n" + backward
-        exec(compile(self.source, "<tinyad.replay>", "exec"), env)
+        exec(_compiled(self.source), env)
         self.compiled, self.kept = (env["forward"], env["backward"]), kept
         self.position = {i: k for k, i in enumerate(results)}  # record index -> place in result
 
@@ -199,6 +200,13 @@ class Replay:
             _unflatten(treedef, [results[position[i]] if type(i) is int else i.value for i in ids])
             for treedef, ids in self.pullback
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled(source):
+    """The code object of a program's source: the same f traced again (each adjoint call
+    traces its f afresh) gives the same source, with its constants in a new env."""
+    return compile(source, "<tinyad.replay>", "exec")
 
 
 class _Values(list):

@@ -27,7 +27,7 @@ import numpy
 
 import tinyad
 import tinyad.numpy as np
-from tinyad import getval
+from tinyad import getval, isbox
 from tinyad.backend import array_module
 from tinyad.replay import Replay
 from tinyad.tree import tree_flatten, tree_map
@@ -130,6 +130,31 @@ class Augmented:
         if not tinyad.isbox(dt) and array_module(dt) is not xp:
             dt = xp.zeros((), self.dtype)  # f ignores t: its zero cotangent was made on the host
         return {"z": dz, "a": da, "L_theta": list(dtheta), "L_t": np.astype(dt, self.dtype)}
+
+    def on_layout(self, state, fallback):
+        """These dynamics on the flat vector of the augmented state, as the PytreeState
+        `state` lays it out: z and a read from it as views, the derivatives joined in its
+        order. The same numbers as packing __call__'s dict, without a pytree built and
+        walked at every evaluation (at B6's sizes that was a third of an evaluation).
+        Traced values (a backward pass differentiated in turn) take `fallback`, the
+        pytree path."""
+        parts = state.parts()
+        ((z_at, z_shape, _),), ((a_at, a_shape, _),) = parts["z"], parts["a"]
+
+        def flat(v, t, theta):
+            if isbox(v) or isbox(t) or any(map(isbox, theta)):
+                return fallback(v, t, theta)
+            out = self({"z": v[z_at].reshape(z_shape), "a": v[a_at].reshape(a_shape)}, t, theta)
+            joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
+            if any(map(isbox, joined)):  # func closes over a traced value: refused later on
+                return np.concatenate(joined)
+            return array_module(v).concatenate(joined)
+
+        return flat
+
+
+def _as_list(x):
+    return x if isinstance(x, list) else [x]
 
 
 class AlongForward:

@@ -209,8 +209,16 @@ class PytreeState:
         return parts
 
     def wrap(self, func):
-        """func on the flat z: unpack z into the pytree, pack func's pytree result."""
+        """func on the flat z: unpack z into the pytree, pack func's pytree result.
 
+        A func with a method `on_layout(state)` (the adjoint's augmented dynamics) is asked
+        for its own flat version instead: given this state's `layout` and `keys`, it reads
+        its parts from z and writes dy/dt in z's order, with no pytree built per call."""
+        if hasattr(func, "on_layout"):
+            return func.on_layout(self, fallback=self._wrapped(func))
+        return self._wrapped(func)
+
+    def _wrapped(self, func):
         def flat_func(z, t, *args):
             return self.pack(func(tree_unflatten(self.treedef, self.leaves(z)), t, *args))
 
@@ -243,6 +251,17 @@ class PytreeState:
                     f"{shape}; each leaf of dy/dt must have the shape of its leaf of y"
                 )
         self.checked = True
+
+    def parts(self):
+        """{key: [(slice of z, shape, dtype), ...]} for a dict state, each top-level key's
+        leaves in z's order (the keys sorted, as tree_flatten orders them)."""
+        names, children = self.treedef[1], self.treedef[2]
+        counts = [_count(c) for c in children]
+        starts = list(itertools.accumulate(counts, initial=0))
+        return {
+            k: [(where, shape, dtype) for where, shape, dtype, _ in self.layout[a:b]]
+            for k, a, b in zip(names, starts, starts[1:])
+        }
 
     def block(self, keys):
         """(start, stop) of the flat z held by the dict entries `keys` (adjacent in sorted
