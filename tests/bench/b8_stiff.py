@@ -8,16 +8,24 @@ Problems (Hairer & Wanner's test set, Solving ODEs II):
 - HIRES (8 species) on [0, 321.8122], against scipy's Radau at rtol 1e-12.
 
 At rtol 1e-6 and 1e-8 (atol: rtol for Van der Pol, 1e-14 for Robertson, 1e-4·rtol for
-HIRES): accepted steps, evaluations of f (tinyode counts the calls its Jacobians make),
-Jacobians, LU factorisations, time and the error, max_i |y_i / ref_i − 1|. tinyode's
-Jacobians are exact (tinyad, one reverse pass per row); scipy gets the analytic Jacobian,
-its best case. Goal: at equal or better accuracy, no slower than scipy's fastest implicit
-method on each problem (both are Python and numpy).
+HIRES): accepted steps, calls of f, Jacobians, LU factorisations, time and the error,
+max_i |y_i / ref_i − 1|. tinyode's Jacobians are exact (tinyad, one reverse pass per row
+over f's recording, which is replayed after the first: tinyad/replay.py); scipy gets the
+analytic Jacobian, its best case.
+
+Goal: at equal or better accuracy, no slower than scipy's fastest implicit method on each
+problem (both are Python and numpy). Work-precision, as DiffEqBenchmarks.jl compares
+solvers: scipy's fastest at rtol r has error e; each of ours runs at the loosest of
+r × (1, 3, 10, 30) whose error is at most e, and the fastest of those is timed beside
+scipy's again. The same-rtol ratio is in the notes.
 """
+
+import math
 
 from common import Section, compare, goal, peer, skipped, timed
 
 TOLERANCES = (1e-6, 1e-8)
+LOOSER = (1, 3, 10, 30)  # ours at rtol × these, to meet scipy's error at rtol
 OURS = ("rodas4", "kvaerno5")
 THEIRS = ("Radau", "BDF")
 
@@ -123,10 +131,15 @@ def error(y, ref):
     return float(numpy.max(numpy.abs(numpy.asarray(y) / ref - 1)))
 
 
+def solver(f, y0, t, method, rtol, atol):
+    """One of tinyode's solves as a callable, returning (ys, info)."""
+    import tinyode
+
+    return lambda: tinyode.odeint(f, y0, t, method=method, rtol=rtol, atol=atol, full_output=True)
+
+
 def run(rounds=3):
     import numpy
-
-    import tinyode
 
     section = Section(
         "B8 stiff problems: tinyode's implicit methods against scipy's Radau and BDF "
@@ -146,12 +159,7 @@ def run(rounds=3):
             atol = atol_of(rtol)
             counts, candidates = {}, {}
             for method in OURS:
-
-                def solve(method=method):
-                    return tinyode.odeint(
-                        f, y0, t, method=method, rtol=rtol, atol=atol, full_output=True
-                    )
-
+                solve = solver(f, y0, t, method, rtol, atol)
                 ys, info = solve()
                 counts[method] = (
                     info["n_steps"], info["nfe"], info["njev"], info["nlu"], error(ys[-1], ref)
@@ -176,26 +184,52 @@ def run(rounds=3):
                     [name, f"{rtol:g}", method, steps, nfe, njev, nlu, timed(times[method]),
                      f"{err:.1e}"]
                 )  # fmt: skip
-            best_ours = min(OURS, key=lambda m: times[m].median)
             best_theirs = min(THEIRS, key=lambda m: times[m].median)
-            ratio = times[best_ours].median / times[best_theirs].median
-            accurate = counts[best_ours][4] <= max(counts[best_theirs][4], 10 * rtol)
+            target = counts[best_theirs][4]
+            # At equal or better accuracy: each of ours at the loosest tolerance (rtol times
+            # 1, 3, 10 or 30) whose error is within scipy's, timed beside scipy's again.
+            matched = {best_theirs: candidates[best_theirs]}
+            for method in OURS:
+                for loose in LOOSER[::-1]:
+                    solve = solver(f, y0, t, method, loose * rtol, atol_of(loose * rtol))
+                    ys, info = solve()
+                    if error(ys[-1], ref) <= target:
+                        matched[f"{method} at rtol {loose * rtol:.2g}"] = solve
+                        counts[f"{method} at rtol {loose * rtol:.2g}"] = error(ys[-1], ref)
+                        break
+            again = compare(matched, rounds=rounds, warmup=1, min_sample=0.0)
+            ours = [k for k in matched if k != best_theirs]
+            if not ours:
+                section.goals.append(
+                    goal("B8", f"{name} at rtol {rtol:g}: none of ours reaches {best_theirs}'s "
+                         f"error {target:.1e} at rtol ×{LOOSER}", math.inf,
+                         "≤ 1× at equal or better accuracy", False)
+                )  # fmt: skip
+                continue
+            best_ours = min(ours, key=lambda k: again[k].median)
+            ratio = again[best_ours].median / again[best_theirs].median
             section.goals.append(
                 goal(
                     "B8",
-                    f"{name} at rtol {rtol:g}: time of {best_ours} / {best_theirs} "
-                    f"(errors {counts[best_ours][4]:.1e}, {counts[best_theirs][4]:.1e})",
+                    f"{name}: time of {best_ours} (error {counts[best_ours]:.1e}) / "
+                    f"{best_theirs} at rtol {rtol:g} (error {target:.1e})",
                     ratio,
                     "≤ 1× at equal or better accuracy",
-                    ratio <= 1.0 and accurate,
+                    ratio <= 1.0,
                 )
             )
+            same = min(OURS, key=lambda m: times[m].median)
+            section.notes.append(
+                f"{name} at rtol {rtol:g}: at the same rtol, {same} takes "
+                f"{times[same].median / times[best_theirs].median:.2f}× {best_theirs}'s time "
+                f"(errors {counts[same][4]:.1e}, {target:.1e})."
+            )
     section.notes.append(
-        "nfe: tinyode counts every call of f, those its Jacobians make included (one per "
-        "Jacobian: J's rows are reverse passes over that call's tape); scipy's nfev excludes "
-        "its Jacobian calls (analytic here). rodas4 takes one Jacobian per step (and one "
-        "after the last), kvaerno5 keeps J while Newton converges fast; both factor one "
-        "matrix per trial step."
+        "nfe: calls of f. tinyode's first Jacobian calls f once and records it; the others "
+        "replay that recording (J's rows are reverse passes over it) and call nothing; "
+        "scipy's nfev excludes its Jacobian calls (analytic here). rodas4 takes one "
+        "Jacobian per step (and one after the last), kvaerno5 keeps J while Newton "
+        "converges fast; both factor one matrix per trial step."
     )
     section.notes.append(
         "Error: max over components of |y / ref − 1| at the last time (Robertson's y2 is "
