@@ -353,3 +353,29 @@ def test_integrate_towards_an_infinite_end_stops_where_on_step_says():
         on_step=stop,
     )
     assert onp.isfinite(seen).all() and seen[-1] > onp.sqrt(2 / 9.81) > seen[-2]
+
+
+@pytest.mark.parametrize(
+    "x",
+    [
+        numpy.linspace(-3.0, 2.0, 7),
+        numpy.linspace(-3.0, 2.0, 7).astype(numpy.float32),
+        numpy.full(100_000, 2.0, dtype=numpy.float16),  # Σx² = 4e5 overflows float16 (6.6e4)
+        numpy.array([3 + 4j, -1j, 2.0]),
+        numpy.arange(12.0).reshape(3, 4),
+    ],
+    ids=["float64", "float32", "float16", "complex", "2-d"],
+)
+def test_the_error_norms_are_root_mean_squares(x):
+    from tinyode.implicit import scaled_rms
+    from tinyode.solver import mixed_norm, rms_norm
+
+    exact = lambda v: math.sqrt(numpy.mean(numpy.abs(v.astype(complex).ravel()) ** 2))  # noqa: E731
+    tol = 1e-3 if x.dtype == numpy.float16 else 1e-6 if x.dtype == numpy.float32 else 1e-14
+    assert math.isclose(rms_norm(x), exact(x), rel_tol=tol)
+    assert math.isclose(scaled_rms(x, 2.0), exact(x) / 2, rel_tol=tol)
+    v = x.ravel()
+    parts = [(0, 2), (2, 2), (2, v.size)]  # an empty part is skipped
+    want = max(exact(v[:2]), exact(v[2:]))
+    assert math.isclose(mixed_norm(x, parts), want, rel_tol=tol)
+    assert rms_norm(x[:0]) == 0.0

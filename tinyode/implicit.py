@@ -50,7 +50,7 @@ from tinyad.replay import Replay
 from tinyad.tree import tree_flatten, tree_unflatten
 
 from .errors import SolverError
-from .solver import STEPPERS, Dynamics
+from .solver import STEPPERS, Dynamics, sum_of_squares
 from .stages import stages
 
 # --------------------------------------------------------------------------------------
@@ -689,8 +689,8 @@ def _raw_dynamics(f):
 
 def scaled_rms(x, scale):
     """RMS of x / scale as a host float: the one synchronisation of a Newton iteration."""
-    x = np.reshape(getval(x) / scale, (-1,))
-    return math.sqrt(float(x @ x) / x.size) if x.size else 0.0
+    x = getval(x) / scale
+    return math.sqrt(float(sum_of_squares(x)) / x.size) if x.size else 0.0
 
 
 STEPPERS["rodas4"] = Rodas4Step

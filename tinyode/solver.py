@@ -76,6 +76,8 @@ def sum_of_squares(x):
     v = x.reshape(-1)
     if v.dtype.kind == "c":
         v = abs(v)
+    if v.dtype.itemsize < 4:  # float16 sums in float32, as numpy.mean does: 2^16 overflows
+        v = v.astype("float32")
     return (v * v).sum()
 
 
