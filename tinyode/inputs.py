@@ -211,9 +211,10 @@ class PytreeState:
     def wrap(self, func):
         """func on the flat z: unpack z into the pytree, pack func's pytree result.
 
-        A func with a method `on_layout(state)` (the adjoint's augmented dynamics) is asked
-        for its own flat version instead: given this state's `layout` and `keys`, it reads
-        its parts from z and writes dy/dt in z's order, with no pytree built per call."""
+        A func with a method `on_layout(state, fallback)` (the adjoint's augmented dynamics)
+        is asked for its own flat version instead: from `state.parts()` it reads its parts
+        of z and writes dy/dt in z's order, with no pytree built per call; `fallback` is
+        this pytree path, for what it does not handle."""
         if hasattr(func, "on_layout"):
             return func.on_layout(self, fallback=self._wrapped(func))
         return self._wrapped(func)
