@@ -8,7 +8,8 @@ R(hλ) tends to 0 as hλ → −∞, and the step is set by accuracy alone.
 
 Both need J = ∂f/∂y. tinyad builds it exactly from one recorded call of f: J's row i is
 the vjp of f with the cotangent e_i (n reverse passes over one tape, `jacobian_at`).
-Finite differences are never used.
+The recording is made once per solve and replayed for the next Jacobians, where f read no
+value to choose what to compute (`_FlatState.replay`). Finite differences are never used.
 
 - rodas4: Hairer & Wanner's RODAS (Solving ODEs II, IV.7; rodas.f, METH=1), a Rosenbrock
   method of order 4 with an order-3 estimate. Linearly implicit: each of its 6 stages is
