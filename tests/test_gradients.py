@@ -276,3 +276,39 @@ def test_backward_blow_up_says_use_checkpoint():
     loss = lambda y0: np.sum(tinyode.odeint(lorenz, y0, t, rtol=1e-6, atol=1e-6, max_steps=1000))
     with pytest.raises(tinyode.SolverError, match=r"backward solve.*checkpoint"):
         tinyad.grad(loss)(y0)
+
+
+@pytest.mark.parametrize("norm", ["_mixed_norm", "_seminorm"])
+@pytest.mark.parametrize("n_theta", [0, 3])
+def test_the_adjoints_error_norm_on_the_flat_state_is_the_pytree_norm(norm, n_theta):
+    # The backward solve's step control reads the error through the flat layout (no pytree
+    # built per step); it must be the norm of the pytree: the largest RMS of z, a, all of
+    # dL/dθ together and dL/dt (seminorm: z and a). Each part in turn is made the largest,
+    # so a wrong span or a missing part changes the value.
+    from tinyode import adjoint
+    from tinyode.inputs import PytreeState
+
+    rng = numpy.random.default_rng(n_theta)
+    keys = ["z", "a"] + (["L_theta"] if n_theta else []) + ["L_t"]
+    for big in keys:
+        e = {
+            "z": rng.normal(size=(3, 2)),
+            "a": rng.normal(size=(3, 2)),
+            "L_theta": [rng.normal(size=s) for s in [(2, 4), (4,), ()][:n_theta]],
+            "L_t": numpy.array(0.5),
+        }
+        if big == "L_theta":  # one leaf far larger: the part's RMS is not that leaf's
+            e["L_theta"][0] *= 100.0
+        else:
+            e[big] = 100.0 * e[big]
+        state = PytreeState(e)
+        parts = {
+            k: numpy.concatenate([numpy.ravel(x) for x in tinyad.tree_flatten(e[k])[0]])
+            for k in keys
+        }
+        counted = keys[:2] if norm == "_seminorm" else keys
+        want = max(numpy.sqrt(numpy.mean(numpy.square(parts[k]))) for k in counted)
+        pytree_norm = getattr(adjoint, norm)
+        flat = state.norm(pytree_norm)
+        assert flat(state.z0) == pytest.approx(pytree_norm(e), rel=1e-14)
+        assert flat(state.z0) == pytest.approx(want, rel=1e-14)

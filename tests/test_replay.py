@@ -246,3 +246,29 @@ def test_adjoint_gradients_are_the_same_without_the_flat_layout(monkeypatch):
     slow = grad(y0, ts, params)
     for x, y in zip(tinyad.tree_flatten(fast)[0], tinyad.tree_flatten(slow)[0]):
         numpy.testing.assert_array_equal(x, y)
+
+
+def test_vjp_leaves_runs_the_compiled_programs_or_declines():
+    # Replay.vjp_leaves, the adjoint's per-evaluation call: once both programs are compiled
+    # it returns exactly what the Replay's own pull returns, as a flat list of leaves; for
+    # any call the programs were not made for it returns None (the caller then traces).
+    f_vjp = Replay(lambda z, t, th: np.tanh(z @ th[0] + th[1]) * np.cos(t))
+    rng = numpy.random.default_rng(3)
+    z, th = rng.normal(size=(4, 3)), [rng.normal(size=(3, 5)), rng.normal(size=5)]
+    g = rng.normal(size=(4, 5))
+    assert f_vjp.vjp_leaves([z, 0.2, *th], g) is None  # nothing traced yet
+    out, pull = f_vjp(z, 0.2, th)
+    assert f_vjp.vjp_leaves([z, 0.2, *th], g) is None  # f traced, its backward pass not yet
+    pull(g)
+    for t in (0.2, 0.9):
+        z2 = z + t
+        got_out, got = f_vjp.vjp_leaves([z2, t, *th], g)
+        want_out, want_pull = tinyad.vjp(lambda z, t, th: f_vjp.fun(z, t, th), z2, t, th)
+        dz, dt, (dw, db) = want_pull(g)
+        numpy.testing.assert_array_equal(got_out, want_out)
+        for x, y in zip(got, [dz, dt, dw, db]):
+            numpy.testing.assert_array_equal(x, y)
+    assert f_vjp.vjp_leaves([z[:2], 0.2, *th], g[:2]) is None  # another shape
+    assert f_vjp.vjp_leaves([z.astype(numpy.float32), 0.2, *th], g) is None  # another dtype
+    assert f_vjp.vjp_leaves([z, 0.2, *th], g[:, :2]) is None  # g not shaped like the output
+    assert f_vjp.vjp_leaves([z, 0.2, *th], g.astype(numpy.float32)) is None

@@ -170,6 +170,30 @@ class Replay:
         exec(_compiled(self.source), env)
         self.compiled, self.kept = (env["forward"], env["backward"]), kept
         self.position = {i: k for k, i in enumerate(results)}  # record index -> place in result
+        # per input leaf, in order: its place in backward's result, or a _Constant
+        self.leaf_results = [
+            self.position[i] if type(i) is int else i for _, ids in self.pullback for i in ids
+        ]
+        out = records[self.out][1]
+        self.out_aval = (out.shape, out.dtype)
+
+    def vjp_leaves(self, leaves, g):
+        """`(out, cotangents)` by the two compiled programs alone, on the flat input
+        `leaves` (one list, the arguments' leaves in order) and g: the cotangent of each
+        input leaf, in that order, with no pytree built. None when there are no compiled
+        programs for these leaves (not yet traced, not replayable, another signature) or
+        g is not a raw cotangent shaped like the output: then call the Replay itself.
+
+        >>> out, (dz, dt, *dtheta) = f_vjp.vjp_leaves([z, t, *theta], g)
+        """
+        if not self.pullback or _signature(leaves) != self.signature:
+            return None
+        shape, dtype = self.out_aval
+        if isbox(g) or getattr(g, "shape", None) != shape or getattr(g, "dtype", None) != dtype:
+            return None
+        kept = self.compiled[0](*self._inputs(leaves))
+        results = self.compiled[1](*kept, g)
+        return kept[0], [results[i] if type(i) is int else i.value for i in self.leaf_results]
 
     def _inputs(self, leaves):
         """The input leaves as the trace boxed them (floats as float arrays)."""

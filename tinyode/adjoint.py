@@ -18,6 +18,7 @@ modes grow like e^{|λ|t}: it is re-solved forward over each interval and read f
 """
 
 import bisect
+import functools
 import math
 import os
 import sys
@@ -35,7 +36,7 @@ from tinyad.tree import tree_flatten, tree_map
 from .errors import BacksolveWarning, SolverError
 from .implicit import IMPLICIT_TABLEAUS
 from .odeint import STRATEGIES, forward, solve, solve_as_primitive
-from .solver import FIXED_STEP, Stats, integrate, rms_norm, sum_of_squares
+from .solver import FIXED_STEP, Stats, integrate, mixed_norm, rms_norm, sum_of_squares
 
 # Warn when the reconstructed z is off by 10× more than both what the tolerances allow and
 # what the solves' own errors explain (see _check_drift).
@@ -126,25 +127,36 @@ class Augmented:
     def __call__(self, state, t, theta):
         dz, pull = self.vjp(state["z"], t, theta)
         da, dt, dtheta = pull(-state["a"])
+        return {"z": dz, "a": da, "L_theta": list(dtheta), "L_t": self._time_cotangent(dt, dz)}
+
+    def _time_cotangent(self, dt, dz):
+        """−aᵀ∂f/∂t in the state's dtype, on dz's device."""
         xp = array_module(getval(dz))
         if not tinyad.isbox(dt) and array_module(dt) is not xp:
-            dt = xp.zeros((), self.dtype)  # f ignores t: its zero cotangent was made on the host
-        return {"z": dz, "a": da, "L_theta": list(dtheta), "L_t": np.astype(dt, self.dtype)}
+            return xp.zeros((), self.dtype)  # f ignores t: its zero cotangent was made on the host
+        return np.astype(dt, self.dtype)
 
     def on_layout(self, state, fallback):
         """These dynamics on the flat vector of the augmented state, as the PytreeState
         `state` lays it out: z and a read from it as views, the derivatives joined in its
         order. The same numbers as packing __call__'s dict, without a pytree built and
-        walked at every evaluation (at B6's sizes that was a third of an evaluation).
-        Traced values (a backward pass differentiated in turn) take `fallback`, the
-        pytree path."""
+        walked at every evaluation (at B6's sizes that was a third of an evaluation); once
+        f's vjp is compiled, its two programs are called on the leaves directly
+        (`Replay.vjp_leaves`). Traced values (a backward pass differentiated in turn) take
+        `fallback`, the pytree path."""
         parts = state.parts()
         ((z_at, z_shape, _),), ((a_at, a_shape, _),) = parts["z"], parts["a"]
 
         def flat(v, t, theta):
             if isbox(v) or isbox(t) or any(map(isbox, theta)):
                 return fallback(v, t, theta)
-            out = self({"z": v[z_at].reshape(z_shape), "a": v[a_at].reshape(a_shape)}, t, theta)
+            z, a = v[z_at].reshape(z_shape), v[a_at].reshape(a_shape)
+            compiled = self.vjp.vjp_leaves([z, t, *theta], -a)
+            if compiled is None:
+                out = self({"z": z, "a": a}, t, theta)
+            else:
+                dz, (da, dt, *dtheta) = compiled
+                out = {"z": dz, "a": da, "L_theta": dtheta, "L_t": self._time_cotangent(dt, dz)}
             joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
             if any(map(isbox, joined)):  # func closes over a traced value: refused later on
                 return np.concatenate(joined)
@@ -229,15 +241,26 @@ def _backward_solve(dynamics, state, t, i, theta, options, norm, knots=()):
         ) from e
 
 
-def _mixed_norm(e):
-    """The largest of the RMS norms of the parts z, a, dL/dθ (all of θ's leaves together)
-    and dL/dt, each on its own scale (as torchdiffeq does); one host value."""
-    return _largest_rms([[e[k]] for k in ("z", "a") if k in e] + [e["L_theta"], [e["L_t"]]])
+class _LargestRMS:
+    """The largest of the RMS norms of the parts `keys` of the augmented state's error,
+    each on its own scale (all of θ's leaves together are one part); one host value."""
+
+    def __init__(self, keys):
+        self.keys = keys
+
+    def __call__(self, e):
+        return _largest_rms([_as_list(e[k]) for k in self.keys if k in e])
+
+    def on_layout(self, state):
+        """The same norm of the flat error, as the PytreeState `state` lays it out: each
+        part is one contiguous span of it, so no pytree is built at every step."""
+        parts = state.parts()
+        spans = [(p[0][0].start, p[-1][0].stop) for p in map(parts.get, self.keys) if p]
+        return lambda e: mixed_norm(e, spans)
 
 
-def _seminorm(e):
-    """z and a only: dL/dθ and dL/dt feed nothing back (Kidger, Chen & Lyons 2021)."""
-    return _largest_rms([[e[k]] for k in ("z", "a") if k in e])
+_mixed_norm = _LargestRMS(("z", "a", "L_theta", "L_t"))  # every part (as torchdiffeq does)
+_seminorm = _LargestRMS(("z", "a"))  # dL/dθ, dL/dt feed nothing back (Kidger, Chen & Lyons 2021)
 
 
 def _largest_rms(parts):
@@ -247,7 +270,7 @@ def _largest_rms(parts):
         size = sum(int(getval(x).size) for x in part)
         if size:
             squares.append(sum(sum_of_squares(getval(x)) for x in part) / size)
-    return math.sqrt(float(array_module(squares[0]).stack(squares).max()))
+    return math.sqrt(float(functools.reduce(array_module(squares[0]).maximum, squares)))
 
 
 def _resolver(func, argdef, theta, t, opts, counts, shape):

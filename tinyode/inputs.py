@@ -256,28 +256,32 @@ class PytreeState:
     def parts(self):
         """{key: [(slice of z, shape, dtype), ...]} for a dict state, each top-level key's
         leaves in z's order (the keys sorted, as tree_flatten orders them)."""
-        names, children = self.treedef[1], self.treedef[2]
-        counts = [_count(c) for c in children]
-        starts = list(itertools.accumulate(counts, initial=0))
-        return {
-            k: [(where, shape, dtype) for where, shape, dtype, _ in self.layout[a:b]]
-            for k, a, b in zip(names, starts, starts[1:])
-        }
+        if self._parts is None:  # asked for by the dynamics, the norm and the block alike
+            names, children = self.treedef[1], self.treedef[2]
+            starts = list(itertools.accumulate(map(_count, children), initial=0))
+            self._parts = {
+                k: [(where, shape, dtype) for where, shape, dtype, _ in self.layout[a:b]]
+                for k, a, b in zip(names, starts, starts[1:])
+            }
+        return self._parts
+
+    _parts = None
 
     def block(self, keys):
         """(start, stop) of the flat z held by the dict entries `keys` (adjacent in sorted
         order), or None: the part of the state that feeds back into func (solver.py)."""
         if keys is None or self.treedef[0] is not dict:
             return None
-        names, children = self.treedef[1], self.treedef[2]
-        starts = numpy.cumsum([0] + [_count(c) for c in children]).tolist()  # leaf indices
-        first, last = names.index(min(keys)), names.index(max(keys))
-        return self.bounds[starts[first]], self.bounds[starts[last + 1]]
+        parts = self.parts()
+        return parts[min(keys)][0][0].start, parts[max(keys)][-1][0].stop
 
     def norm(self, norm):
-        """A norm of the pytree error as the solver calls it, on the flat z (None stays None)."""
+        """A norm of the pytree error as the solver calls it, on the flat z (None stays None).
+        A norm with a method `on_layout(state)` (the adjoint's) gives its own flat version."""
         if norm is None:
             return None
+        if hasattr(norm, "on_layout"):
+            return norm.on_layout(self)
         return lambda e: norm(tree_unflatten(self.treedef, self.leaves(e)))
 
     def unpack(self, ys):
