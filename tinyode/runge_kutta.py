@@ -13,6 +13,7 @@ the same step runs on raw arrays (numpy or CuPy) and, recorded on the tape, on
 traced values ("backprop", "checkpoint").
 """
 
+import functools
 import math
 
 import numpy
@@ -26,6 +27,25 @@ from .stiffness import THRESHOLD, StiffnessDetector
 from .tableaus import dense_weights
 
 
+@functools.lru_cache(maxsize=64)
+def _coefficients(tableau, dtype, xp):
+    """The tableau's rows as arrays of `dtype` in the module xp: a, b, dense_a, e, e3 (None
+    where the tableau has none) and P, B_i(θ) = Σ_j P_ij θ^(j+1), kept in float64. Made once
+    per tableau, dtype and module (a solve of the adjoint's per output interval would
+    otherwise convert them each time)."""
+    row = lambda c: None if c is None else xp.asarray(numpy.asarray(c, float), dtype=dtype)  # noqa: E731
+    rows = lambda rs: [row(r) for r in rs]  # noqa: E731
+    P = None if tableau.dense_p is None else xp.asarray(numpy.asarray(tableau.dense_p, float))
+    return (
+        rows(tableau.a),
+        row(tableau.b),
+        rows(tableau.dense_a),
+        row(tableau.b_err),
+        row(tableau.b_err3),
+        P,
+    )
+
+
 class RungeKutta:
     """The step of one tableau (tinyode/tableaus.py), its error ratio and its interpolant.
 
@@ -36,14 +56,9 @@ class RungeKutta:
         like = getval(like)
         self.tab, self.s, self.dtype = tableau, len(tableau.c), like.dtype
         self.xp = array_module(like)
-        row = lambda c: self.xp.asarray(numpy.asarray(c, dtype=float), dtype=self.dtype)  # noqa: E731
-        self.a = [row(r) for r in tableau.a]
-        self.b = row(tableau.b)
-        self.dense_a = [row(r) for r in tableau.dense_a]
-        self.e = None if tableau.b_err is None else row(tableau.b_err)
-        self.e3 = None if tableau.b_err3 is None else row(tableau.b_err3)
-        if tableau.dense_p is not None:  # B_i(θ) = Σ_j P_ij θ^(j+1), kept in float64
-            self.P = self.xp.asarray(numpy.asarray(tableau.dense_p, dtype=float))
+        self.a, self.b, self.dense_a, self.e, self.e3, self.P = _coefficients(
+            tableau, self.dtype, self.xp
+        )
         # The step-size controller's exponent: the error estimate shrinks like h^(1/exponent)
         # (dopri8's combined estimate like h^8, as in Hairer's dop853.f).
         if self.e is None:
@@ -98,7 +113,7 @@ class RungeKutta:
         ‖e5‖² / sqrt(‖e5‖² + 0.01 ‖e3‖²), which behaves like h^8.
         """
         y, y1 = getval(y), getval(y1)
-        scale = atol + rtol * np.maximum(np.abs(y), np.abs(y1))
+        scale = atol + rtol * self.xp.maximum(abs(y), abs(y1))
         ratio = norm(h * K.raw_dot(self.e) / scale)
         if self.stiffness is not None:
             self.trial = (float(getval(h)), y, ratio)  # for the stiffness test, if accepted
