@@ -152,15 +152,16 @@ class Augmented:
                 return fallback(v, t, theta)
             z, a = v[z_at].reshape(z_shape), v[a_at].reshape(a_shape)
             compiled = self.vjp.vjp_leaves([z, t, *theta], -a)
-            if compiled is None:
+            if compiled is None:  # f's vjp not compiled (yet): __call__, joined
                 out = self({"z": z, "a": a}, t, theta)
-            else:
-                dz, (da, dt, *dtheta) = compiled
-                out = {"z": dz, "a": da, "L_theta": dtheta, "L_t": self._time_cotangent(dt, dz)}
-            joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
-            if any(map(isbox, joined)):  # func closes over a traced value: refused later on
-                return np.concatenate(joined)
-            return array_module(v).concatenate(joined)
+                joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
+                if any(map(isbox, joined)):  # func closes over a traced value: refused later on
+                    return np.concatenate(joined)
+                return array_module(v).concatenate(joined)
+            xp = array_module(v)
+            dz, (da, dt, *dtheta) = compiled  # raw arrays; dt a host zero if f ignores t
+            out = {"z": [dz], "a": [da], "L_theta": dtheta, "L_t": [xp.asarray(dt, self.dtype)]}
+            return xp.concatenate([x.reshape(-1) for key in parts for x in out[key]])
 
         return flat
 
