@@ -255,6 +255,8 @@ class Factored:
         return x + self.inverse @ (b - self.M @ x)  # one step of iterative refinement
 
 
+_EPS = float(numpy.finfo(float).eps)  # (numpy.finfo costs microseconds per call)
+
 # Gauss–Legendre's 3 nodes and weights on [0, 1] (order 6): rodas4's quadrature of the part
 # of the state that does not feed back (the adjoint's dL/dθ), on the dense output.
 _GAUSS = ((0.5 - math.sqrt(15) / 10, 5 / 18), (0.5, 8 / 18), (0.5 + math.sqrt(15) / 10, 5 / 18))
@@ -301,15 +303,15 @@ class _FlatState:
         return self.xp.eye(self.part.stop - self.part.start, dtype=self.dtype)
 
     def flat(self, y):
-        return np.reshape(y, (-1,))
+        return _reshape(y, (-1,))
 
     def shaped(self, z):
-        return np.reshape(z, self.shape)
+        return _reshape(z, self.shape)
 
     def on_flat(self, f):
         """f on the flat state."""
         shape = self.shape
-        return lambda z, s: np.reshape(f(np.reshape(z, shape), s), (-1,))
+        return lambda z, s: _reshape(f(_reshape(z, shape), s), (-1,))
 
     def with_part(self, z, v):
         """The flat z with its part z_b replaced by v."""
@@ -550,7 +552,7 @@ class Kvaerno5Step(_FlatState):
                     return None
                 if previous is None:
                     # Hairer's η from the last stage: one iteration may suffice when it was fast
-                    self.eta = max(self.eta, numpy.finfo(float).eps) ** 0.8
+                    self.eta = max(self.eta, _EPS) ** 0.8
                 else:
                     rate = size / previous if previous > 0 else 0.0
                     left = self.MAX_ITER - 1 - k  # iterations still allowed
@@ -696,3 +698,9 @@ def scaled_rms(x, scale):
 
 STEPPERS["rodas4"] = Rodas4Step
 STEPPERS["kvaerno5"] = Kvaerno5Step
+
+
+def _reshape(x, shape):
+    """x.reshape(shape): the array method, which a traced x has too, skips tinyad's dispatch
+    on raw values (0.2 against 2.1 µs; the Newton iterations reshape at every call of f)."""
+    return x.reshape(shape) if hasattr(x, "reshape") else np.reshape(x, shape)
