@@ -236,7 +236,9 @@ class Integration:
 
     def check_finite(self, y, sn):
         """One host value: a non-finite derivative stops the solve with a SolverError."""
-        if not bool(np.all(np.isfinite(getval(y)))):
+        v = getval(y)
+        xp = array_module(v)
+        if not bool(xp.all(xp.isfinite(v))):  # raw: no tinyad dispatch
             t = self.clock.user_time(sn)
             raise SolverError(
                 f"non-finite derivative (NaN or inf) near t={t:.6g} after {self.stats.n_steps} "
