@@ -32,10 +32,18 @@ def _coefficients(tableau, dtype, xp):
     """The tableau's rows as arrays of `dtype` in the module xp: a, b, dense_a, e, e3 (None
     where the tableau has none) and P, B_i(θ) = Σ_j P_ij θ^(j+1), kept in float64. Made once
     per tableau, dtype and module (a solve of the adjoint's per output interval would
-    otherwise convert them each time)."""
-    row = lambda c: None if c is None else xp.asarray(numpy.asarray(c, float), dtype=dtype)  # noqa: E731
+    otherwise convert them each time). Shared by every solve, so numpy's are read-only."""
+
+    def row(c, dtype=dtype):
+        if c is None:
+            return None
+        a = xp.asarray(numpy.asarray(c, float), dtype=dtype)
+        if isinstance(a, numpy.ndarray):
+            a.flags.writeable = False
+        return a
+
     rows = lambda rs: [row(r) for r in rs]  # noqa: E731
-    P = None if tableau.dense_p is None else xp.asarray(numpy.asarray(tableau.dense_p, float))
+    P = None if tableau.dense_p is None else row(tableau.dense_p, float)
     return (
         rows(tableau.a),
         row(tableau.b),
