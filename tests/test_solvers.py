@@ -379,3 +379,22 @@ def test_the_error_norms_are_root_mean_squares(x):
     want = max(exact(v[:2]), exact(v[2:]))
     assert math.isclose(mixed_norm(x, parts), want, rel_tol=tol)
     assert rms_norm(x[:0]) == 0.0
+
+
+def test_the_shared_coefficients_keep_each_dtype_and_cannot_be_changed():
+    # RungeKutta's rows are made once per tableau, dtype and array module and shared by every
+    # solve: a float32 solve gets float32 rows (not the float64 ones made first), and an
+    # in-place change, which would alter every later solve, is refused.
+    from tinyode.runge_kutta import RungeKutta
+    from tinyode.tableaus import TABLEAUS
+
+    wide = RungeKutta(TABLEAUS["dopri5"], numpy.zeros(3))
+    narrow = RungeKutta(TABLEAUS["dopri5"], numpy.zeros(3, numpy.float32))
+    assert wide.b.dtype == numpy.float64 and narrow.b.dtype == numpy.float32
+    assert narrow.P.dtype == numpy.float64  # B_i(θ) is summed in float64 (dopri8's cancel)
+    assert RungeKutta(TABLEAUS["dopri5"], numpy.ones(2)).b is wide.b  # made once
+    numpy.testing.assert_array_equal(wide.b, numpy.asarray(TABLEAUS["dopri5"].b))
+    with pytest.raises(ValueError, match="read-only"):
+        wide.b[0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        wide.a[2][0] = 1.0
