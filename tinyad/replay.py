@@ -25,6 +25,7 @@ Otherwise the pull runs `backward` on the replayed tape.
 >>> out, pull = f_vjp(z_new, t_new, theta)  # replays the trace on new values
 >>> dz, dt, dtheta = pull(g_new)            # and the backward pass
 >>> print(f_vjp.source)                     # def forward(v0, v1, v2): ...
+>>> out, cts = f_vjp.vjp_leaves([z, t, *theta], g)  # both programs on flat leaves
 """
 
 import functools
