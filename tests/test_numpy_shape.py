@@ -192,6 +192,19 @@ def test_stack_of_numpy_scalars_is_numpys_stack(picks, axis):
     assert mixed.dtype == numpy.stack([xs[0], numpy.array(2.0)]).dtype
 
 
+def test_stack_of_other_numpy_scalars_is_left_to_numpy():
+    # Strings and dates promote differently in numpy.array: they keep numpy.stack's results
+    # (no truncated string, the same refusal to mix a date with a number).
+    xs = [numpy.bool_(True), numpy.uint8(200), numpy.str_("ab")]
+    numpy.testing.assert_array_equal(np.stack(xs), numpy.stack(xs))
+    assert np.stack(xs).dtype == numpy.stack(xs).dtype
+    dated = [numpy.datetime64("2020-01-01"), numpy.int64(3)]
+    with pytest.raises(TypeError) as want:
+        numpy.stack(dated)
+    with pytest.raises(type(want.value)):
+        np.stack(dated)
+
+
 def test_a_state_read_entry_by_entry_has_the_gradient_of_numpy_scalars_stacked():
     # The common way students write f: y[0], y[1], ... stacked back. Gradient against
     # central differences, at first and second order (the backward pass stacks too).

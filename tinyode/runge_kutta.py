@@ -28,28 +28,29 @@ from .tableaus import dense_weights
 
 
 @functools.lru_cache(maxsize=64)
-def _coefficients(tableau, dtype, xp):
+def _coefficients(tableau, dtype, xp, device):
     """The tableau's rows as arrays of `dtype` in the module xp: a, b, dense_a, e, e3 (None
     where the tableau has none) and P, B_i(θ) = Σ_j P_ij θ^(j+1), kept in float64. Made once
-    per tableau, dtype and module (a solve of the adjoint's per output interval would
+    per tableau, dtype, module and device (a solve of the adjoint's per output interval would
     otherwise convert them each time). Shared by every solve, so numpy's are read-only."""
 
-    def row(c, dtype=dtype):
+    def row(c, dtype=None):
         if c is None:
             return None
-        a = xp.asarray(numpy.asarray(c, float), dtype=dtype)
+        host = numpy.asarray(c, float)
+        a = xp.asarray(host) if dtype is None else xp.asarray(host, dtype=dtype)
         if isinstance(a, numpy.ndarray):
             a.flags.writeable = False
         return a
 
-    rows = lambda rs: [row(r) for r in rs]  # noqa: E731
-    P = None if tableau.dense_p is None else row(tableau.dense_p, float)
+    rows = lambda rs: [row(r, dtype) for r in rs]  # noqa: E731
+    P = None if tableau.dense_p is None else row(tableau.dense_p)  # float64, as given
     return (
         rows(tableau.a),
-        row(tableau.b),
+        row(tableau.b, dtype),
         rows(tableau.dense_a),
-        row(tableau.b_err),
-        row(tableau.b_err3),
+        row(tableau.b_err, dtype),
+        row(tableau.b_err3, dtype),
         P,
     )
 
@@ -64,8 +65,9 @@ class RungeKutta:
         like = getval(like)
         self.tab, self.s, self.dtype = tableau, len(tableau.c), like.dtype
         self.xp = array_module(like)
+        device = str(getattr(like, "device", ""))  # a CuPy array's GPU: rows live beside it
         self.a, self.b, self.dense_a, self.e, self.e3, self.P = _coefficients(
-            tableau, self.dtype, self.xp
+            tableau, self.dtype, self.xp, device
         )
         # The step-size controller's exponent: the error estimate shrinks like h^(1/exponent)
         # (dopri8's combined estimate like h^8, as in Hairer's dop853.f).

@@ -1085,11 +1085,16 @@ def vstack(arrays):
 @primitive
 @_named("stack")
 def _stack(*arrays, axis=0):
-    if arrays and axis in (0, -1) and all(isinstance(x, onp.generic) for x in arrays):
+    if arrays and axis in (0, -1) and all(_is_number_scalar(x) for x in arrays):
         # numpy scalars, as f(y) = stack([y[1], -y[0]]) makes them: numpy.array joins them
         # with the same dtype promotion as numpy.stack, 15 times faster (0.6 against 9.5 µs)
         return onp.array(arrays)
     return onp.stack(arrays, axis=axis)
+
+
+def _is_number_scalar(x):
+    """A numpy scalar of a number kind (numpy.array promotes strings and dates otherwise)."""
+    return isinstance(x, onp.generic) and x.dtype.kind in "biufc"
 
 
 def _stack_vjp(argnum, g, ans, *arrays, axis=0):
