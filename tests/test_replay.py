@@ -272,3 +272,117 @@ def test_vjp_leaves_runs_the_compiled_programs_or_declines():
     assert f_vjp.vjp_leaves([z.astype(numpy.float32), 0.2, *th], g) is None  # another dtype
     assert f_vjp.vjp_leaves([z, 0.2, *th], g[:, :2]) is None  # g not shaped like the output
     assert f_vjp.vjp_leaves([z, 0.2, *th], g.astype(numpy.float32)) is None
+
+
+def test_a_new_replay_of_the_same_program_reuses_its_compiled_backward_pass(monkeypatch):
+    # The adjoint makes a new Replay of f per gradient: the second one traces f (the forward
+    # program is the key) but neither traces the backward pass nor compiles it again, and
+    # gives what a fresh tinyad.vjp gives, bit for bit.
+    import tinyad.replay as replay
+
+    traced = []
+    trace_backward = Replay._trace_backward
+    monkeypatch.setattr(
+        Replay, "_trace_backward", lambda self, g: traced.append(1) or trace_backward(self, g)
+    )
+    rng = numpy.random.default_rng(4)
+    w = rng.normal(size=(3, 4))
+    g = rng.normal(size=(5, 4))
+    replays = []
+    for k in range(3):
+        # a new function object each time, as the adjoint's lambda is
+        fun = lambda z, th: np.tanh(z**3 @ th[0] + th[1]) * 2.0  # noqa: E731
+        z, th = rng.normal(size=(5, 3)), [w + k, rng.normal(size=4)]
+        f_vjp = Replay(fun)
+        out, pull = f_vjp(z, th)
+        got = pull(g)
+        want_out, want_pull = tinyad.vjp(fun, z, th)
+        want = want_pull(g)
+        numpy.testing.assert_array_equal(out, want_out)
+        for x, y in zip(tinyad.tree_flatten(got)[0], tinyad.tree_flatten(want)[0]):
+            numpy.testing.assert_array_equal(x, y)
+        replays.append(f_vjp)
+    assert len(traced) == 1  # the first Replay only
+    assert replays[1].compiled is replays[0].compiled and replays[2].pullback
+    assert replays[0].key in replay._PROGRAMS
+
+
+CONSTANTS = [1, 1.0, True, -0.0, 0.0, numpy.float32(1.0), (1, 2), (1.0, 2)]
+
+
+def test_program_keys_tell_apart_every_literal():
+    # Two traces share a key only when their constants are the same literal: 1, 1.0 and
+    # True multiply to the same values but in other dtypes; -0.0 and 0.0 differ in sign.
+    from tinyad.replay import _literal_key
+
+    keys = [_literal_key(c) for c in CONSTANTS]
+    assert len(set(keys)) == len(CONSTANTS)
+    assert _literal_key(slice(1, None)) != _literal_key(slice(1, 2))
+    assert _literal_key(numpy.dtype("float32")) != _literal_key(numpy.dtype("float64"))
+
+
+GLOBAL = {"w": numpy.array([1.0, 2.0, 3.0]), "p": numpy.array([2.0, 3.0, 2.0]), "scale": 2.0}
+GLOBAL["branch"] = True
+
+
+def _uses_globals(x):
+    y = x * GLOBAL["w"] if GLOBAL["branch"] else np.sin(x)
+    # power's vjp computes p − 1 from a constant exponent p when its backward pass is traced
+    return np.sum(y ** GLOBAL["scale"] + np.abs(x) ** GLOBAL["p"])
+
+
+def _pull_one(f_vjp, x):
+    """The Replay's out and gradient at x, with g a raw array (so the pull is compiled)."""
+    out, pull = f_vjp(x)
+    return out, pull(numpy.ones_like(numpy.asarray(out)))[0]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "w changed in place",  # array constants: never a key, so traced afresh
+        "p changed in place",
+        "w rebound",
+        "scale rebound",  # a literal constant: another key
+        "branch flipped",  # another program
+    ],
+)
+def test_what_f_reads_from_outside_is_never_stale_in_a_new_replay(change):
+    x = numpy.array([0.5, -1.5, 2.0])
+    before = {k: v.copy() if hasattr(v, "copy") else v for k, v in GLOBAL.items()}
+    try:
+        first = Replay(_uses_globals)
+        _pull_one(first, x)
+        assert first.pullback  # traced and compiled with the globals as they are
+        if change == "w changed in place":
+            GLOBAL["w"] *= -3.0
+        elif change == "p changed in place":
+            GLOBAL["p"] += 1.0
+        elif change == "w rebound":
+            GLOBAL["w"] = numpy.array([0.1, 0.2, 0.3])
+        elif change == "scale rebound":
+            GLOBAL["scale"] = 3.0
+        else:
+            GLOBAL["branch"] = False
+        f_vjp = Replay(_uses_globals)
+        for point in (x, 2 * x, x + 0.25):  # traced, then the compiled programs
+            out, grad = _pull_one(f_vjp, point)
+            numpy.testing.assert_array_equal(out, _uses_globals(point))
+            numpy.testing.assert_array_equal(grad, tinyad.grad(_uses_globals)(point))
+    finally:
+        GLOBAL.update(before)
+
+
+def test_a_vjp_defined_again_is_not_replayed_from_an_earlier_program():
+    @tinyad.primitive
+    def cube(x):
+        return x**3
+
+    tinyad.defvjp(cube, lambda g, ans, x: g * 3 * x**2)
+    x = numpy.array([0.5, 2.0])
+    fun = lambda x: np.sum(cube(x))  # noqa: E731
+    first = Replay(fun)
+    numpy.testing.assert_array_equal(_pull_one(first, x)[1], 3 * x**2)
+    assert first.pullback
+    tinyad.defvjp(cube, lambda g, ans, x: g * 0.0)  # a new rule, so another program
+    numpy.testing.assert_array_equal(_pull_one(Replay(fun), x)[1], 0 * x)

@@ -381,6 +381,35 @@ def test_the_error_norms_are_root_mean_squares(x):
     assert rms_norm(x[:0]) == 0.0
 
 
+@pytest.mark.parametrize("name", ["bosh3", "dopri5", "tsit5", "dopri8"])
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+def test_the_interpolant_weights_are_the_tableaus_and_traced_theta_gives_the_same(name, dtype):
+    # interpolate's B(θ) = P·[θ, θ², …], read off with unit stages (y = 0, h = 1), against
+    # tableaus.dense_weights' sum written out term by term, for a host θ and a traced one.
+    import tinyad
+    from tinyode.runge_kutta import RungeKutta
+    from tinyode.stages import Stages
+    from tinyode.tableaus import TABLEAUS, dense_weights
+
+    tab = TABLEAUS[name]
+    rk, n = RungeKutta(tab, numpy.zeros(1, dtype)), len(tab.dense_p)
+    eye = numpy.eye(n, dtype=dtype)
+    scale = max(abs(x) for row in tab.dense_p for x in row)
+    for theta in (0.0, 0.13, 0.5, 0.77, 1.0):
+        K = Stages(eye[0])
+        for row in eye[1:]:
+            K.append(row)
+        got = rk.interpolate(None, 0.0, numpy.zeros(n, dtype), 1.0, K, theta)
+        want = numpy.asarray(dense_weights(tab, theta)).astype(dtype)
+        assert got.dtype == dtype
+        eps = numpy.finfo(dtype).eps
+        numpy.testing.assert_allclose(got, want, rtol=0, atol=2 * eps * max(scale, 1.0))
+        traced = tinyad.grad(lambda th: rk.interpolate(None, 0.0, 0 * eye[0], 1.0, K, th)[3])
+        # d B_3/dθ = Σ_j (j+1) P_3j θ^j, from the traced product
+        slope = sum((j + 1) * p * theta**j for j, p in enumerate(tab.dense_p[3]))
+        assert traced(theta) == pytest.approx(slope, rel=1e-5, abs=1e-5)
+
+
 def test_the_shared_coefficients_keep_each_dtype_and_cannot_be_changed():
     # RungeKutta's rows are made once per tableau, dtype and array module and shared by every
     # solve: a float32 solve gets float32 rows (not the float64 ones made first), and an

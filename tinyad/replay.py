@@ -32,6 +32,8 @@ import functools
 import math
 import re
 
+import numpy
+
 from . import core
 from .backend import array_module
 from .core import Box, Tape, isbox, unbox
@@ -54,6 +56,7 @@ class Replay:
         self.fun, self.tape, self.replayable = fun, None, False
         self.signature = None  # the leaves' types, shapes and dtypes the trace was made at
         self.pullback = None  # the backward program, once traced; False: not replayable
+        self.key = None  # the forward program's _program_key, once traced
 
     def __call__(self, *args):
         """`(out, vjp_fun)` of fun at `args`, as `tinyad.vjp` returns them."""
@@ -102,13 +105,26 @@ class Replay:
             map(_holds_other_tape, tape.records)
         )
         self.n_inputs = len(self.as_is)
+        self.key = _program_key(tape.records) if self.replayable else None
         return _values(tape)
+
+    def _compiled_before(self):
+        """Take the backward program and both compiled programs of an earlier Replay that
+        traced the same forward program (`_program_key`), if there is one: the adjoint
+        makes a new Replay of f for each gradient, and each would trace the same backward
+        pass and compile the same code again (two thirds of a first call's cost)."""
+        state = _PROGRAMS.pop(self.key, None) if self.key is not None else None
+        if state is None:
+            return False
+        _PROGRAMS[self.key] = state  # the most recently used, last
+        self.__dict__.update(state)
+        return True
 
     def _pull(self, run, g):
         """The cotangents of the inputs, one pytree per argument, from g = the output's.
         `run`: the values of every record of this call (a Tape's where there is one)."""
         fits = _fits(g, run[self.out])
-        if self.pullback is None and self.replayable and fits:
+        if self.pullback is None and self.replayable and fits and not self._compiled_before():
             traced = self._trace_backward(g)  # once, on the first call's tape
             if run.tape is self.tape:
                 return traced
@@ -177,6 +193,10 @@ class Replay:
         ]
         out = records[self.out][1]
         self.out_aval = (out.shape, out.dtype)
+        if self.key is not None:
+            _PROGRAMS[self.key] = {name: getattr(self, name) for name in _COMPILED_STATE}
+            while len(_PROGRAMS) > _PROGRAMS_KEPT:
+                del _PROGRAMS[next(iter(_PROGRAMS))]  # the least recently used
 
     def vjp_leaves(self, leaves, g):
         """`(out, cotangents)` by the two compiled programs alone, on the flat input
@@ -225,6 +245,62 @@ class Replay:
             _unflatten(treedef, [results[position[i]] if type(i) is int else i.value for i in ids])
             for treedef, ids in self.pullback
         )
+
+
+# The compiled backward passes of the last forward programs traced, by `_program_key`.
+_PROGRAMS, _PROGRAMS_KEPT = {}, 64
+_COMPILED_STATE = (
+    "first", "backward_program", "pullback", "source", "compiled", "kept", "position",
+    "leaf_results", "out_aval",
+)  # fmt: skip
+
+
+class _NotLiteral(Exception):
+    pass
+
+
+def _program_key(records):
+    """A key that is the same for two traces only if they are the same program: the
+    inputs' types, shapes and dtypes, and per primitive its vjp rule, where its traced
+    arguments come from and its constants, or None where a constant is not a literal.
+
+    Only literals (numbers, None, strings, dtypes, and tuples and slices of them) make a
+    key: an array constant can be changed in place between two gradients (an annealed
+    coefficient, say), and a backward pass traced with the old one may hold a value
+    computed from it (power's vjp computes y − 1 from a constant exponent y).
+    """
+    key = []
+    try:
+        for prim, ans, args, kwargs, parents in records:
+            if prim is None:  # an input
+                key.append((type(ans), getattr(ans, "shape", None), getattr(ans, "dtype", None)))
+                continue
+            traced = dict(parents)
+            consts = tuple(
+                ("v", traced[n]) if n in traced else _literal_key(x) for n, x in enumerate(args)
+            )
+            named = tuple((k, _literal_key(v)) for k, v in kwargs.items() if k != "saved")
+            key.append((prim, prim.rule, consts, named))
+    except _NotLiteral:
+        return None
+    return tuple(key)
+
+
+def _literal_key(x):
+    """x as a hashable key that tells apart any two different literals (1, 1.0, True, -0.0
+    and 0.0 included); _NotLiteral for anything else (an array, a list)."""
+    t = type(x)
+    if t is tuple:
+        return (tuple, tuple(map(_literal_key, x)))
+    if t is slice:
+        return (slice, _literal_key(x.start), _literal_key(x.stop), _literal_key(x.step))
+    if x is None or x is Ellipsis or t in (bool, int, float, complex, str):
+        return (t, repr(x))
+    if isinstance(x, numpy.generic):
+        return (t, x.tobytes())
+    if isinstance(x, (numpy.dtype, type)):
+        return (t, x)
+    raise _NotLiteral
 
 
 @functools.lru_cache(maxsize=64)

@@ -24,7 +24,6 @@ from tinyad.backend import array_module
 
 from .stages import stages
 from .stiffness import THRESHOLD, StiffnessDetector
-from .tableaus import dense_weights
 
 
 @functools.lru_cache(maxsize=64)
@@ -141,11 +140,12 @@ class RungeKutta:
         for j in range(len(K) - self.s, len(self.dense_a)):
             c = self.tab.dense_c[j]
             K.append(f(self.combine(y, h, self.dense_a[j], K), t + c * h))
-        # B_i(θ) in float64, cast once: dopri8's power-form coefficients reach 545 and cancel,
-        # so weights summed in float32 would lose hundreds of ulps of the interpolant.
+        # B(θ) = P·[θ, θ², …] (tableaus.dense_weights) in float64, cast once: dopri8's
+        # power-form coefficients reach 545 and cancel, so weights summed in float32 would
+        # lose hundreds of ulps of the interpolant.
         if isinstance(theta, float):
-            weights = self.xp.asarray(numpy.asarray(dense_weights(self.tab, theta)), self.dtype)
-        else:  # a traced θ (an output time being differentiated): B(θ) = P·[θ, θ², …] on the tape
+            powers = self.xp.asarray(theta ** numpy.arange(1.0, self.P.shape[1] + 1))
+        else:  # a traced θ (an output time being differentiated): its powers on the tape
             powers = np.stack([theta ** (j + 1) for j in range(self.P.shape[1])])
-            weights = np.astype(np.matmul(self.P, powers), self.dtype)
+        weights = np.astype(np.matmul(self.P, powers), self.dtype)
         return y + h * K.dot(weights)
