@@ -386,3 +386,63 @@ def test_a_vjp_defined_again_is_not_replayed_from_an_earlier_program():
     assert first.pullback
     tinyad.defvjp(cube, lambda g, ans, x: g * 0.0)  # a new rule, so another program
     numpy.testing.assert_array_equal(_pull_one(Replay(fun), x)[1], 0 * x)
+
+
+ENTRY_BY_ENTRY = {
+    # f written entry by entry, as students write ODEs (the vjp of each y[i] is an add_at)
+    "HIRES-like": (lambda y: np.stack([-1.7 * y[0] + 0.4 * y[1], 280 * y[1] * y[2] - y[0]]), 3),
+    "repeated and negative indices": (lambda y: y[0] * y[-1] + y[0] ** 2 - y[2] / y[-1], 4),
+    "slices": (lambda y: np.sum(y[1:] * y[:-1]) + y[0] * np.sum(y[::2]), 5),
+    "integer arrays with repeats": (lambda y: np.sum(y[numpy.array([0, 0, 2])] * y[1]), 3),
+    "rows of a matrix": (lambda y: np.sum(y[0] * y[1]) + y[1, 0] * np.sum(y[:, 1]), (2, 3)),
+    "float32": (lambda y: np.stack([y[0] * y[1], y[1] - y[0] * 2.0]), 2),
+    "a sum kept as a result": (lambda y: y[0] * y[1] + y[1], 2),
+}
+
+
+@pytest.mark.parametrize("name", ENTRY_BY_ENTRY)
+def test_sums_of_index_cotangents_accumulate_in_place_with_the_same_values(name):
+    # The backward program adds each y[i]'s cotangent into one buffer (v[i] += g) instead of
+    # summing add_at arrays: at new points it gives what a fresh tinyad.vjp gives.
+    fun, shape = ENTRY_BY_ENTRY[name]
+    dtype = numpy.float32 if name == "float32" else numpy.float64
+    rng = numpy.random.default_rng(5)
+    points = [rng.uniform(0.5, 2.0, size=shape).astype(dtype) for _ in range(3)]
+    f_vjp = Replay(fun)
+    for x in points:
+        out, pull = f_vjp(x)
+        g = rng.normal(size=numpy.shape(out)).astype(numpy.asarray(out).dtype)
+        got = pull(g)[0]
+        want_out, want_pull = tinyad.vjp(fun, x)
+        want = want_pull(g)[0]
+        numpy.testing.assert_array_equal(out, want_out)
+        assert got.dtype == want.dtype == dtype
+        numpy.testing.assert_array_equal(got, want)
+    assert f_vjp.pullback  # the later points ran the compiled programs
+    if name != "integer arrays with repeats":
+        assert "] += v" in f_vjp.source  # and the in-place sum was taken
+    else:
+        assert "scatter_add(" in f_vjp.source
+
+
+def test_a_buffer_read_twice_is_not_accumulated_into():
+    # Two add_at buffers summed: the sum may go into the first one only if nothing else
+    # reads either (a result of the program, a view of it taken by another record), and
+    # only if the sum has their shape and dtype.
+    from tinyad.numpy.ops import add, add_at
+    from tinyad.replay import _accumulated
+
+    g, h = numpy.float64(2.0), numpy.float64(3.0)
+    a, b = numpy.zeros(2), numpy.zeros(2)
+    records = [
+        (add_at, a, [g], {"index": 0, "shape": (2,)}, ((0, 0),)),
+        (add_at, b, [h], {"index": 1, "shape": (2,)}, ((0, 1),)),
+        (add, a + b, [a, b], {}, ((0, 2), (1, 3))),
+    ]
+    assert _accumulated(records, 2, [4]) == {4: (2, (0, 1), 1), 3: "absorbed"}
+    assert _accumulated(records, 2, [4, 2]) == {}  # the first buffer is a result too
+    assert _accumulated(records, 2, [4, 3]) == {}  # the second
+    view = (add_at, a.reshape(1, 2), [a], {"index": 0, "shape": (1, 2)}, ((0, 2),))
+    assert _accumulated(records + [view], 2, [4, 5]) == {}  # read by another record too
+    wide = (add, (a + b).astype(numpy.float32), [a, b], {}, ((0, 2), (1, 3)))
+    assert _accumulated(records[:2] + [wide], 2, [4]) == {}  # another dtype than the sum's

@@ -182,6 +182,10 @@ class Primitive:
         self.__doc__ = fun.__doc__
         self.__wrapped__ = fun
 
+    # How tinyad/replay.py writes a call in a compiled program, if not as `fun(args)`: a
+    # template of numpy's own operator for the same ufunc, "{0} * {1}" (tinyad/numpy/ops.py).
+    operator = None
+
     def __repr__(self):
         return f"<primitive {self.name}>"
 

@@ -28,6 +28,7 @@ Otherwise the pull runs `backward` on the replayed tape.
 >>> out, cts = f_vjp.vjp_leaves([z, t, *theta], g)  # both programs on flat leaves
 """
 
+import collections
 import functools
 import math
 import re
@@ -37,6 +38,7 @@ import numpy
 from . import core
 from .backend import array_module
 from .core import Box, Tape, isbox, unbox
+from .numpy.ops import _is_basic, add, add_at
 from .transforms import _as_float_leaf, _depth, _flatten, _recording, _unflatten, vjp
 from .tree import tree_leaves
 
@@ -348,20 +350,88 @@ def _code(name, params, records, start, results, env):
     primitive's raw function called on earlier values and on constants kept in `env`;
     it returns the values `results` (record indices) as a tuple."""
     lines = [f"def {name}({', '.join(params)}):"]
+    into = _accumulated(records, start, results)
     for k, (prim, _, args, kwargs, parents) in enumerate(records, start):
+        if into.get(k) == "absorbed":
+            continue
+        if k in into:  # v_k = v_acc + add_at(g, index): g added into v_acc's own buffer
+            acc, (_, g), index = into[k]
+            lines.append(f"    v{k} = v{acc}")
+            if _is_basic(index):
+                lines.append(f"    v{k}[{_constant(env, index)}] += v{g}")
+            else:  # an integer-array index: entries picked twice add twice, as add_at's
+                env["scatter_add"] = _scatter_add
+                lines.append(f"    scatter_add(v{k}, {_constant(env, index)}, v{g})")
+            continue
         slots = [None] * len(args)
         for n, parent in parents:
             slots[n] = f"v{parent}"
         for n, x in enumerate(args):
             if slots[n] is None:  # a constant of the trace: a number, an axis, an array
                 slots[n] = _constant(env, x)
-        slots += [f"{key}={_constant(env, v)}" for key, v in kwargs.items() if key != "saved"]
+        named = {key: _constant(env, v) for key, v in kwargs.items() if key != "saved"}
         fun = f"{re.sub(r'[^0-9a-zA-Z_]', '_', prim.name)}_{k}"
         env[fun] = prim.fun
-        call = f"{fun}({', '.join(slots)})"
+        if prim.operator is not None and _operands(args, parents) and "saved" not in kwargs:
+            call = prim.operator.format(*slots, **named)  # numpy's operator: v3 * 1.81
+        else:
+            call = f"{fun}({', '.join(slots + [f'{key}={v}' for key, v in named.items()])})"
         lines.append(f"    v{k} = {call}.value" if "saved" in kwargs else f"    v{k} = {call}")
     lines.append(f"    return ({''.join(f'v{i}, ' for i in results)})")
     return "\n".join(lines) + "\n"
+
+
+def _accumulated(records, start, results):
+    """The sums of scatters in a backward program, to be accumulated in place.
+
+    Indexing's vjp is add_at: zeros of x's shape with g at the index. An f that takes y
+    apart entry by entry (y[0], y[1], …) gets one per use, and the chain rule sums them,
+    v_k = v_acc + add_at(g, index), one new array each. Where v_acc is a buffer of v_k's
+    shape and dtype that nothing else reads (itself an add_at, or such a sum), g is added
+    into it instead (autograd's SparseObject does the same): half of a Jacobian's pull on
+    HIRES. The same values, except that −0.0 + 0.0 is not computed (it would give 0.0).
+
+    Returns {k: (acc, (argnum, g), index)} for each such sum and {k: "absorbed"} for each
+    add_at it takes in (not computed on its own).
+    """
+    uses = collections.Counter(p for *_, parents in records for _, p in parents)
+    uses.update(results)
+    offset = {k: r for k, r in enumerate(records, start)}
+    fresh, into = set(), {}  # fresh: buffers made by this program that nothing else reads
+    for k, (prim, ans, args, kwargs, parents) in offset.items():
+        if prim is add_at:
+            fresh.add(k)
+            continue
+        if prim is not add or len(parents) != 2 or kwargs:
+            continue
+        for (_, acc), (n, scatter) in (parents, parents[::-1]):
+            if not (acc in fresh and scatter in fresh and acc != scatter):
+                continue
+            if uses[acc] != 1 or uses[scatter] != 1 or not _same_aval(ans, offset, acc, scatter):
+                continue
+            into[k] = (acc, offset[scatter][4][0], offset[scatter][3]["index"])
+            into[scatter] = "absorbed"
+            fresh.add(k)
+            break
+    return into
+
+
+def _same_aval(ans, offset, *ks):
+    """Whether the records ks hold arrays of ans's shape and dtype."""
+    aval = (getattr(ans, "shape", None), getattr(ans, "dtype", None))
+    return all((getattr(v, "shape", 0), getattr(v, "dtype", 0)) == aval for v in
+               (offset[k][1] for k in ks)) and aval[0] is not None  # fmt: skip
+
+
+def _scatter_add(out, index, g):
+    array_module(out).add.at(out, index, g)
+
+
+def _operands(args, parents):
+    """Whether each argument is traced or a number (an operator on a list or a tuple is not
+    the ufunc's call: a numpy scalar would not convert it)."""
+    traced = {n for n, _ in parents}
+    return all(n in traced or type(x) in (int, float, bool) for n, x in enumerate(args))
 
 
 def _constant(env, x):
