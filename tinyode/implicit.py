@@ -231,7 +231,7 @@ def jacobian_at(f, y, s, part, stats, replay=None):
     eye = array_module(yv).eye(int(np.size(value)), dtype=yv.dtype)
     rows = [pull(eye[i]) for i in range(part.start, part.stop)]
     J = np.stack([r[0][part] for r in rows])
-    fs = np.stack([np.reshape(r[1], ()) for r in rows])
+    fs = np.stack([_reshape(r[1], ()) for r in rows])
     return value, J, fs
 
 
