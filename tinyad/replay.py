@@ -19,6 +19,12 @@ straight-line program of (inputs, g), compiled into two plain Python
 functions (as torch.fx turns a graph into source); `f_vjp.source` prints them.
 Otherwise the pull runs `backward` on the replayed tape.
 
+The source reads as numpy would be written: arithmetic and indexing as numpy's
+operators (`v3 = v2 * 1.81`, the same ufuncs), and the cotangents of y[0], y[1], …
+added into one buffer (`v9[1] += v7`) rather than summed as arrays of zeros. A new
+Replay of the same program (the adjoint makes one per gradient) takes the compiled
+backward pass of the last one instead of tracing it again (`_program_key`).
+
 >>> f_vjp = Replay(f)
 >>> out, pull = f_vjp(z, t, theta)          # traces f
 >>> dz, dt, dtheta = pull(g)                # traces the backward pass
