@@ -6,6 +6,8 @@ equal a fresh `tinyad.vjp` bit for bit. Code that reads values (a branch, a
 comparison, argmax, an index taken from a traced value) must not be replayed.
 """
 
+import math
+
 import numpy
 import pytest
 from differential import _objective, generate
@@ -446,3 +448,24 @@ def test_a_buffer_read_twice_is_not_accumulated_into():
     assert _accumulated(records + [view], 2, [4, 5]) == {}  # read by another record too
     wide = (add, (a + b).astype(numpy.float32), [a, b], {}, ((0, 2), (1, 3)))
     assert _accumulated(records[:2] + [wide], 2, [4]) == {}  # another dtype than the sum's
+
+
+@tinyad.primitive
+def _python_sine(x):
+    return math.sin(x)  # a Python float, as a user's primitive may return
+
+
+tinyad.defvjp(_python_sine, lambda g, ans, x: g * np.cos(x))
+
+
+def test_a_primitive_returning_a_python_float_is_still_called_through_numpy():
+    # multiply(a Python float, 2.0) is numpy's multiply in the trace (a numpy float64); the
+    # compiled program must not turn it into Python's float arithmetic.
+    fun = lambda x: _python_sine(x) * 2.0  # noqa: E731
+    f_vjp = Replay(fun)
+    for x in (0.3, 0.7, 1.1):
+        out, pull = f_vjp(numpy.float64(x))
+        assert isinstance(out, numpy.float64)
+        got = pull(numpy.float64(1.0))[0]
+        assert got == pytest.approx(2 * math.cos(x))
+    assert f_vjp.pullback

@@ -434,10 +434,14 @@ def _scatter_add(out, index, g):
 
 
 def _operands(args, parents):
-    """Whether each argument is traced or a number (an operator on a list or a tuple is not
-    the ufunc's call: a numpy scalar would not convert it)."""
+    """Whether the operator is the ufunc's call here: each argument a traced array or numpy
+    scalar (a Python float, which a user's primitive may return, would do Python's
+    arithmetic) or a number (a numpy scalar would not convert a list or a tuple)."""
     traced = {n for n, _ in parents}
-    return all(n in traced or type(x) in (int, float, bool) for n, x in enumerate(args))
+    return all(
+        hasattr(x, "dtype") if n in traced else type(x) in (int, float, bool)
+        for n, x in enumerate(args)
+    )
 
 
 def _constant(env, x):
