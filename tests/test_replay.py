@@ -469,3 +469,48 @@ def test_a_primitive_returning_a_python_float_is_still_called_through_numpy():
         got = pull(numpy.float64(1.0))[0]
         assert got == pytest.approx(2 * math.cos(x))
     assert f_vjp.pullback
+
+
+def test_programs_that_differ_only_in_output_or_argument_structure_are_not_shared():
+    # The same records, another output record, or the same leaves in other pytrees: a new
+    # Replay must not take the earlier one's compiled programs (found by review).
+    x, y, g = numpy.array([1.0, 2.0]), numpy.array([3.0, 4.0]), numpy.ones(2)
+    cases = [
+        (lambda x, y: x, (x, y)),
+        (lambda x, y: y, (x, y)),
+        (lambda a, b: a * b, (x, y)),
+        (lambda d: d["p"] * d["q"], ({"p": x, "q": y},)),
+        (lambda t: t[0] * t[1], ((x, y),)),
+    ]
+    for fun, args in cases:
+        f_vjp = Replay(fun)
+        for _ in range(3):  # traced, then the compiled programs
+            out, pull = f_vjp(*args)
+            want_out, want_pull = tinyad.vjp(fun, *args)
+            numpy.testing.assert_array_equal(out, want_out)
+            got, want = pull(g), want_pull(g)
+            assert tinyad.tree_flatten(got)[1] == tinyad.tree_flatten(want)[1]
+            for a, b in zip(tinyad.tree_flatten(got)[0], tinyad.tree_flatten(want)[0]):
+                numpy.testing.assert_array_equal(a, b)
+
+
+def test_two_in_place_sums_added_together_stay_two_sums():
+    # h[0] * h[1] carried through h = x + 1 meets x[0] * x[1]'s sum: neither is an add_at.
+    def f(x):
+        h = x + 1.0
+        return h[0] * h[1] + x[0] * x[1]
+
+    f_vjp = Replay(f)
+    for x in (numpy.array([0.3, 0.7, 0.2]), numpy.array([1.5, -0.4, 2.0])):
+        out, pull = f_vjp(x)
+        numpy.testing.assert_array_equal(pull(numpy.array(1.0))[0], tinyad.grad(f)(x))
+
+
+@pytest.mark.filterwarnings("ignore::PendingDeprecationWarning")
+def test_a_matrix_subclass_keeps_numpy_multiply():
+    x = numpy.matrix([[0.5, -1.0], [2.0, 0.25]])
+    f_vjp = Replay(lambda x: x * x)
+    for _ in range(3):
+        out, pull = f_vjp(x)
+        pull(numpy.asarray(numpy.ones((2, 2))).view(numpy.matrix))
+    numpy.testing.assert_array_equal(numpy.asarray(out), numpy.multiply(x, x))

@@ -113,7 +113,10 @@ class Replay:
             map(_holds_other_tape, tape.records)
         )
         self.n_inputs = len(self.as_is)
-        self.key = _program_key(tape.records) if self.replayable else None
+        self.key = None
+        if self.replayable:  # the program, which record is the output, the arguments' pytrees
+            program = _program_key(tape.records)
+            self.key = None if program is None else (program, self.out, repr(self.inputs))
         return _values(tape)
 
     def _compiled_before(self):
@@ -411,7 +414,7 @@ def _accumulated(records, start, results):
         if prim is not add or len(parents) != 2 or kwargs:
             continue
         for (_, acc), (n, scatter) in (parents, parents[::-1]):
-            if not (acc in fresh and scatter in fresh and acc != scatter):
+            if not (acc in fresh and offset.get(scatter, (None,))[0] is add_at and acc != scatter):
                 continue
             if uses[acc] != 1 or uses[scatter] != 1 or not _same_aval(ans, offset, acc, scatter):
                 continue
@@ -439,9 +442,16 @@ def _operands(args, parents):
     arithmetic) or a number (a numpy scalar would not convert a list or a tuple)."""
     traced = {n for n, _ in parents}
     return all(
-        hasattr(x, "dtype") if n in traced else type(x) in (int, float, bool)
-        for n, x in enumerate(args)
+        _plain(x) if n in traced else type(x) in (int, float, bool) for n, x in enumerate(args)
     )
+
+
+def _plain(x):
+    """A numpy scalar, a numpy array (not a subclass: numpy.matrix's * is a matrix product)
+    or another module's array."""
+    if isinstance(x, numpy.ndarray):
+        return type(x) is numpy.ndarray
+    return hasattr(x, "dtype")
 
 
 def _constant(env, x):
