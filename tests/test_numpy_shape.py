@@ -192,6 +192,16 @@ def test_stack_of_numpy_scalars_is_numpys_stack(picks, axis):
     assert mixed.dtype == numpy.stack([xs[0], numpy.array(2.0)]).dtype
 
 
+def test_stack_takes_any_iterable_and_refuses_an_empty_one():
+    # A generator is read once: the numpy-scalar check must not use it up.
+    numpy.testing.assert_array_equal(np.stack(numpy.float64(i) for i in range(3)), [0, 1, 2])
+    x = tinyad.numpy.array([1.0, 2.0])
+    g = tinyad.grad(lambda x: np.sum(np.stack(x[i] * (i + 1) for i in range(2))))(x)
+    numpy.testing.assert_array_equal(g, [1.0, 2.0])
+    with pytest.raises(ValueError, match="at least one array"):
+        np.stack([])
+
+
 def test_stack_of_other_numpy_scalars_is_left_to_numpy():
     # Strings and dates promote differently in numpy.array: they keep numpy.stack's results
     # (no truncated string, the same refusal to mix a date with a number).
