@@ -463,7 +463,8 @@ class Kvaerno5Step(_FlatState):
     let Newton stop early on the rate carried over from the last stage, and the error
     estimate (which sees Newton's error) jumped 100-fold at a 20 % larger step. J is
     recomputed at the next step after a step whose Newton needed more than two iterations
-    at a rate above SLOW_RATE, and at once when Newton fails with an old J. J is taken on
+    at a rate above SLOW_RATE, when the state has moved far from where J was taken (MOVED),
+    and at once when Newton fails with an old J. J is taken on
     raw values even when y is traced: the converged stages do not depend on M, only the
     speed of getting there does (see `_differentiable`).
 
@@ -480,11 +481,15 @@ class Kvaerno5Step(_FlatState):
     KAPPA = 0.1
     MAX_ITER = 10
     EXTEND = 2.5  # `_guess` extends the last step's interpolant to at most θ = 2.5
-    # A stage whose measured rate (from its second iteration on) exceeds SLOW_RATE asks for
-    # a new J. RADAU5 uses 1e-3. With (2, 0.05), a stale J taken on the other branch of Van
-    # der Pol's cycle (mu = 300 … 1e4, rtol 1e-3 … 1e-5) let Newton stop on unsolved stages:
-    # 13 of 20 solves ended over 100 tolerances off; with (1, 0.01) none did.
-    SLOW_ITER, SLOW_RATE = 1, 0.01
+    # A stage whose measured rate (from its third iteration on) exceeds SLOW_RATE asks for
+    # a new J (RADAU5: 1e-3 after any iteration; HIRES at rtol 1e-8 then takes 183 J, not 73).
+    SLOW_ITER, SLOW_RATE = 2, 0.05
+    # So does a state in which some component moved by more than MOVED of its size since J
+    # was taken. A J from Van der Pol's jump (y' = -3684) kept for the slow branch after it
+    # (y' ≈ 7e-5) made M⁻¹ so small along y that Newton's steps, not its errors, shrank: the
+    # stages stopped 900 tolerances from the solution, and 13 of 20 solves (mu = 300 … 1e4,
+    # rtol 1e-3 … 1e-5, T = 3 mu) ended 100 to 90,000 tolerances off, without an error.
+    MOVED = 0.5
 
     def __init__(self, y0, block=None):
         super().__init__(y0, block)
@@ -506,6 +511,13 @@ class Kvaerno5Step(_FlatState):
         self.J, self.J_at = getval(J), (y, float(getval(s)))
         self.refresh, self.M = False, None
 
+    def _moved(self, y):
+        """Whether some component of y differs from where J was taken by more than MOVED
+        of its size (the larger of the two, or atol)."""
+        y, yJ = getval(y), getval(self.J_at[0])
+        d = np.abs(y - yJ) / (np.maximum(np.abs(y), np.abs(yJ)) + self.tolerances[1])
+        return float(np.max(d)) > self.MOVED
+
     def _matrix(self, f, h):
         """M = I − hγJ, factored for this h (rejected trials from one start differ in h)."""
         if self.M is None or h != self.M_h:
@@ -517,7 +529,7 @@ class Kvaerno5Step(_FlatState):
         tab = self.tab
         here = (y, float(getval(s)))
         raw_f = _raw_dynamics(f)
-        if self.J is None or self.refresh:
+        if self.J is None or self.refresh or self._moved(y):
             self._jacobian(raw_f, s, y)
         h_raw = float(getval(h))
         M = self._matrix(f, h_raw)
