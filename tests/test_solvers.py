@@ -367,13 +367,13 @@ def test_integrate_towards_an_infinite_end_stops_where_on_step_says():
     ids=["float64", "float32", "float16", "complex", "2-d"],
 )
 def test_the_error_norms_are_root_mean_squares(x):
-    from tinyode.implicit import scaled_rms
+    from tinyode.implicit import weighted_rms
     from tinyode.solver import mixed_norm, rms_norm
 
     exact = lambda v: math.sqrt(numpy.mean(numpy.abs(v.astype(complex).ravel()) ** 2))  # noqa: E731
     tol = 1e-3 if x.dtype == numpy.float16 else 1e-6 if x.dtype == numpy.float32 else 1e-14
     assert math.isclose(rms_norm(x), exact(x), rel_tol=tol)
-    assert math.isclose(scaled_rms(x, 2.0), exact(x) / 2, rel_tol=tol)
+    assert math.isclose(weighted_rms(x, 0.5), exact(x) / 2, rel_tol=tol)
     v = x.ravel()
     parts = [(0, 2), (2, 2), (2, v.size)]  # an empty part is skipped
     want = max(exact(v[:2]), exact(v[2:]))
