@@ -198,6 +198,29 @@ def test_the_compiled_program_reads_like_the_chain_rule():
     numpy.testing.assert_array_equal(dw, numpy.sin(2 * x))
 
 
+def test_shape_methods_are_written_as_the_array_methods_with_the_same_values():
+    """reshape, transpose, sum … call the array's method (their fun does, after _as_array):
+    a program writes that call, without the primitive's wrapper, and replays bitwise."""
+
+    def f(x, w):
+        y = np.reshape(x, (3, 2)).T @ np.swapaxes(w, 0, 1)  # (2, 3) @ (3, 4)
+        z = np.squeeze(np.ravel(y)[None, :], 0)
+        return np.sum(np.mean(np.reshape(z, (2, 4)), 0) ** 2) + np.sum(np.sin(x)[0])
+
+    x, w = numpy.linspace(-1.0, 1.0, 6), numpy.arange(12.0).reshape(4, 3) / 7
+    f_vjp = Replay(f)
+    out, pull = f_vjp(x, w)
+    pull(numpy.float64(1.0))
+    for name in ("reshape", "transpose", "swapaxes", "ravel", "squeeze", "sum", "mean"):
+        assert f".{name}(" in f_vjp.source, name
+    for scale in (1.0, -2.5):
+        out, pull = f_vjp(scale * x, w)
+        want_out, want_pull = tinyad.vjp(f, scale * x, w)
+        assert out == want_out
+        for got, want in zip(pull(numpy.float64(1.0)), want_pull(1.0)):
+            numpy.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
 def test_the_adjoint_on_its_flat_layout_equals_the_pytree_path(dtype):
     # Augmented.on_layout, the fast path the backward solves run, against PytreeState's

@@ -183,8 +183,10 @@ class Primitive:
         self.__wrapped__ = fun
 
     # How tinyad/replay.py writes a call in a compiled program, if not as `fun(args)`: a
-    # template of numpy's own operator for the same ufunc, "{0} * {1}" (tinyad/numpy/ops.py).
+    # template of numpy's own operator for the same ufunc, "{0} * {1}", or the name and
+    # positional arity of the array method that fun calls, ("reshape", 2) (tinyad/numpy/ops.py).
     operator = None
+    method = None
 
     def __repr__(self):
         return f"<primitive {self.name}>"

@@ -381,10 +381,13 @@ def _code(name, params, records, start, results, env):
         named = {key: _constant(env, v) for key, v in kwargs.items() if key != "saved"}
         fun = f"{re.sub(r'[^0-9a-zA-Z_]', '_', prim.name)}_{k}"
         env[fun] = prim.fun
+        options = [f"{key}={v}" for key, v in named.items()]
         if prim.operator is not None and _operands(args, parents) and "saved" not in kwargs:
             call = prim.operator.format(*slots, **named)  # numpy's operator: v3 * 1.81
+        elif _as_method(prim, args, parents, kwargs):  # the array's method: v9.reshape((-1, 50))
+            call = f"{slots[0]}.{prim.method[0]}({', '.join(slots[1:] + options)})"
         else:
-            call = f"{fun}({', '.join(slots + [f'{key}={v}' for key, v in named.items()])})"
+            call = f"{fun}({', '.join(slots + options)})"
         lines.append(f"    v{k} = {call}.value" if "saved" in kwargs else f"    v{k} = {call}")
     lines.append(f"    return ({''.join(f'v{i}, ' for i in results)})")
     return "\n".join(lines) + "\n"
@@ -444,6 +447,14 @@ def _operands(args, parents):
     return all(
         _plain(x) if n in traced else type(x) in (int, float, bool) for n, x in enumerate(args)
     )
+
+
+def _as_method(prim, args, parents, kwargs):
+    """Whether the call is prim's array method on its first argument, as its fun makes it:
+    that argument traced and an array (fun converts anything else first)."""
+    if prim.method is None or len(args) > prim.method[1] or "saved" in kwargs:
+        return False
+    return any(n == 0 for n, _ in parents) and hasattr(args[0], "shape")
 
 
 def _plain(x):
