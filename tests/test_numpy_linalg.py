@@ -15,7 +15,7 @@ DOT_SHAPES = [
     ((3,), (3, 2)),
     ((2, 3), (3, 4)),
     ((2, 2, 3), (3, 4)),
-    ((2, 1, 2, 3), (3, 4)),  # a batch through a weight matrix: one GEMM in the vjp  # N-D · 2-D
+    ((2, 1, 2, 3), (3, 4)),  # a batch through a weight matrix: one GEMM in each vjp  # N-D · 2-D
     ((2, 3), (4, 3, 2)),  # 2-D · N-D: the second-to-last axis of b
     ((), (2, 3)),
     ((2, 3), ()),
@@ -26,7 +26,7 @@ MATMUL_SHAPES = [
     ((3,), (3, 2)),
     ((2, 3), (3, 4)),
     ((2, 2, 3), (3, 4)),
-    ((2, 1, 2, 3), (3, 4)),  # a batch through a weight matrix: one GEMM in the vjp
+    ((2, 1, 2, 3), (3, 4)),  # a batch through a weight matrix: one GEMM in each vjp
     ((2, 3), (5, 3, 2)),
     ((5, 1, 2, 3), (4, 3, 2)),  # batch axes broadcast against each other
     ((3,), (2, 3, 4)),

@@ -670,6 +670,11 @@ def _matmul_vjp_a(g, ans, a, b):
         return expand_dims(g, -1) * b
     if _ndim(a) == 1:  # (n,) @ (…, n, m) -> (…, m)
         return squeeze(matmul(b, expand_dims(g, -1)), -1)
+    a_shape = _shape(a)
+    if _ndim(b) == 2 and len(a_shape) > 2:
+        # (…, n, k) @ (k, m), a batch through a weight matrix: one GEMM over all rows of g
+        # (a batched product runs one small GEMM per batch entry, about twice as slow).
+        return reshape(matmul(reshape(g, (-1, _shape(g)[-1])), transpose(b)), a_shape)
     return matmul(g, _swap(b))
 
 
