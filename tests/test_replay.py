@@ -299,6 +299,33 @@ def test_vjp_leaves_runs_the_compiled_programs_or_declines():
     assert f_vjp.vjp_leaves([z, 0.2, *th], g.astype(numpy.float32)) is None
 
 
+def test_compiled_for_checks_once_then_runs_any_call_of_that_signature():
+    # Replay.compiled_for, what the adjoint's flat dynamics keep for a whole solve: made at
+    # one point, its run gives tinyad.vjp's values bit for bit at others of the same
+    # signature, converts a float t without touching the caller's list, and is None
+    # wherever vjp_leaves declines.
+    f_vjp = Replay(lambda z, t, th: np.sin(z * t) @ th[0] + th[1] * t)
+    rng = numpy.random.default_rng(4)
+    z, th = rng.normal(size=(3, 2)), [rng.normal(size=(2, 4)), rng.normal(size=4)]
+    g = rng.normal(size=(3, 4))
+    assert f_vjp.compiled_for([z, 0.3, *th], g) is None  # nothing compiled yet
+    f_vjp(z, 0.3, th)[1](g)
+    run = f_vjp.compiled_for([z, 0.3, *th], g)
+    for t in (0.3, -1.7, 2.5):
+        z2, g2 = z * t, g + t
+        leaves = [z2, t, *th]
+        got_out, got = run(leaves, g2)
+        assert leaves[1] is t  # the float is converted in a copy of the list
+        want_out, want_pull = tinyad.vjp(f_vjp.fun, z2, t, th)
+        dz, dt, (dw, db) = want_pull(g2)
+        numpy.testing.assert_array_equal(got_out, want_out)
+        for x, y in zip(got, [dz, dt, dw, db]):
+            numpy.testing.assert_array_equal(x, y)
+    assert f_vjp.compiled_for([z[:1], 0.3, *th], g[:1]) is None  # another shape
+    assert f_vjp.compiled_for([z, numpy.float32(0.3), *th], g) is None  # another kind of t
+    assert f_vjp.compiled_for([z, 0.3, *th], g.astype(numpy.float32)) is None  # g's dtype
+
+
 def test_a_new_replay_of_the_same_program_reuses_its_compiled_backward_pass(monkeypatch):
     # The adjoint makes a new Replay of f per gradient: the second one traces f (the forward
     # program is the key) but neither traces the backward pass nor compiles it again, and

@@ -218,14 +218,38 @@ class Replay:
 
         >>> out, (dz, dt, *dtheta) = f_vjp.vjp_leaves([z, t, *theta], g)
         """
+        run = self.compiled_for(leaves, g)
+        return None if run is None else run(leaves, g)
+
+    def compiled_for(self, leaves, g):
+        """vjp_leaves as one plain function `run(leaves, g) -> (out, cotangents)`, checked
+        once here for `leaves` and g: `run` then takes any leaves and g of the same types,
+        shapes and dtypes, and checks nothing itself. None where vjp_leaves returns None.
+
+        For a caller that knows its calls share one signature: within one solve, the
+        adjoint's augmented dynamics differ only in the values of z, a and t.
+
+        >>> run = f_vjp.compiled_for([z, t, *theta], g)
+        >>> out, (dz, dt, *dtheta) = run([z, t, *theta], g)
+        """
         if not self.pullback or _signature(leaves) != self.signature:
             return None
         shape, dtype = self.out_aval
         if isbox(g) or getattr(g, "shape", None) != shape or getattr(g, "dtype", None) != dtype:
             return None
-        kept = self.compiled[0](*self._inputs(leaves))
-        results = self.compiled[1](*kept, g)
-        return kept[0], [results[i] if type(i) is int else i.value for i in self.leaf_results]
+        (forward, backward), picks = self.compiled, self.leaf_results
+        convert = [i for i, same in enumerate(self.as_is) if not same]  # floats as float arrays
+
+        def run(leaves, g):
+            if convert:
+                leaves = list(leaves)  # the caller's list stays as it is
+                for i in convert:
+                    leaves[i] = _as_float_leaf(leaves[i], "vjp")
+            kept = forward(*leaves)
+            results = backward(*kept, g)
+            return kept[0], [results[i] if type(i) is int else i.value for i in picks]
+
+        return run
 
     def _inputs(self, leaves):
         """The input leaves as the trace boxed them (floats as float arrays)."""

@@ -142,28 +142,38 @@ class Augmented:
         order. The same numbers as packing __call__'s dict, without a pytree built and
         walked at every evaluation (at B6's sizes that was a third of an evaluation); once
         f's vjp is compiled, its two programs are called on the leaves directly
-        (`Replay.vjp_leaves`). Traced values (a backward pass differentiated in turn) take
-        `fallback`, the pytree path."""
+        (`Replay.compiled_for`, checked once per solve and kind of t). Traced values (a
+        backward pass differentiated in turn) take `fallback`, the pytree path."""
         parts = state.parts()
         ((z_at, z_shape, _),), ((a_at, a_shape, _),) = parts["z"], parts["a"]
+        runs = {}  # the kinds of v and t -> (θ, the compiled vjp for them and θ)
 
         def flat(v, t, theta):
             if isbox(v) or isbox(t) or any(map(isbox, theta)):
                 return fallback(v, t, theta)
             z, a = v[z_at].reshape(z_shape), v[a_at].reshape(a_shape)
-            compiled = self.vjp.vjp_leaves([z, t, *theta], -a)
-            if compiled is None:  # f's vjp not compiled (yet): __call__, joined
-                out = self({"z": z, "a": a}, t, theta)
-                joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
-                if any(map(isbox, joined)):  # func closes over a traced value: refused later on
-                    return np.concatenate(joined)
-                return array_module(v).concatenate(joined)
+            # z and a are shaped by the layout; θ is one list for the whole solve
+            key = (type(v), v.dtype, type(t), getattr(t, "dtype", None))
+            theta_run, run = runs.get(key, (None, None))
+            if theta_run is not theta:
+                run = self.vjp.compiled_for([z, t, *theta], -a)
+                if run is None:  # f's vjp not compiled (yet): __call__, joined
+                    return self._joined(parts, v, self({"z": z, "a": a}, t, theta))
+                runs[key] = theta, run
+            dz, (da, dt, *dtheta) = run([z, t, *theta], -a)  # dt a host zero if f ignores t
             xp = array_module(v)
-            dz, (da, dt, *dtheta) = compiled  # raw arrays; dt a host zero if f ignores t
             out = {"z": [dz], "a": [da], "L_theta": dtheta, "L_t": [xp.asarray(dt, self.dtype)]}
             return xp.concatenate([x.reshape(-1) for key in parts for x in out[key]])
 
         return flat
+
+    @staticmethod
+    def _joined(parts, v, out):
+        """__call__'s dict as one flat vector in the layout's order."""
+        joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
+        if any(map(isbox, joined)):  # func closes over a traced value: refused later on
+            return np.concatenate(joined)
+        return array_module(v).concatenate(joined)
 
 
 def _as_list(x):
