@@ -36,7 +36,7 @@ Goal: tinyode ≤ 1.5× the floor.
 
 import math
 
-from common import Section, agree, compare, goal, timed
+from common import Section, agree, compare, goal, timed, us
 
 GRAD_RTOL = 1e-10  # the same steps in the same order: only rounding may differ
 
@@ -217,6 +217,42 @@ def floor_step(batch, params, solve_with):
     return step
 
 
+def evaluations(batch, params):
+    """(ours, hand, agree): one evaluation of the augmented dynamics as the backward solves
+    call it, by tinyode's adjoint (Augmented on the flat state of a PytreeState, f's vjp
+    compiled after the first call) and by the hand-written one, at the same z, a and t."""
+    import numpy
+    import spiral
+
+    from tinyode.adjoint import Augmented
+    from tinyode.inputs import PytreeState, split_args
+
+    batch_y0 = batch[0]
+    z = batch_y0 * 0.9
+    a = numpy.linspace(-1.0, 1.0, z.size).reshape(z.shape)
+    theta, argdef = split_args((params,))
+    state = {
+        "z": z,
+        "a": a,
+        "L_theta": [numpy.zeros_like(x) for x in theta],
+        "L_t": numpy.zeros(()),
+    }
+    layout = PytreeState(state)
+    ours_flat = layout.wrap(Augmented(spiral.model, argdef, z.dtype))
+    v, args, t = layout.z0, (list(theta),), 0.3
+    ours_flat(v, t, *args)  # the first call traces f and its vjp, later ones run the programs
+    _, augmented, n, p = hand_mlp(params, batch_y0.shape)
+    s = numpy.concatenate([z.ravel(), a.ravel(), numpy.zeros(p + 1)])
+    got = layout.unpack(ours_flat(v, t, *args)[None])
+    want = augmented(s, t)
+    same = numpy.allclose(got["z"].ravel(), want[:n], rtol=1e-12, atol=0) and numpy.allclose(
+        got["a"].ravel(), want[n : 2 * n], rtol=1e-12, atol=0
+    )
+    dtheta = numpy.concatenate([x.ravel() for x in got["L_theta"]])
+    same = same and numpy.allclose(dtheta, want[2 * n : 2 * n + p], rtol=1e-12, atol=1e-15)
+    return (lambda: ours_flat(v, t, *args)), (lambda: augmented(s, t)), same
+
+
 def run(rounds=9):
     import numpy
     import spiral
@@ -314,6 +350,26 @@ def run(rounds=9):
                 ratio <= 1.5,
             )
         )
+    ours_eval, hand_eval, same = evaluations(spiral.make_batch(), params)
+    assert same, "B6: tinyode's augmented dynamics and the hand-written ones disagree"
+    times = compare({"ours": ours_eval, "hand": hand_eval}, rounds=rounds, warmup=2)
+    per_eval = times["ours"].median / times["hand"].median
+    section.notes.append(
+        f"One evaluation of the augmented dynamics (demo batch, as the backward solves call "
+        f"it, f's vjp compiled): tinyode {us(times['ours'].median)}, hand-written "
+        f"{us(times['hand'].median)}: {per_eval:.2f}× per evaluation (the same numbers to "
+        "1e-12). Per iteration the rest is the solver loop, the per-interval solves and one "
+        "trace of f per gradient."
+    )
+    section.goals.append(
+        goal(
+            "B6 eval",
+            "one augmented evaluation, tinyode / hand-written numpy",
+            per_eval,
+            "≤ 2.0× (issue 11)",
+            per_eval <= 2.0,
+        )
+    )
     section.notes.append(
         "'tinyode solver + hand vjp' runs tinyode's solver loop (tinyode.solver.integrate, "
         "with the adjoint's mixed norm and step carry) on raw arrays with the floor's "
