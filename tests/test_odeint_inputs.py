@@ -440,6 +440,11 @@ def never_called(y, t, *args):
         ({"rtol": "1e-6"}, TypeError, r"rtol must be a positive number.*'1e-6'"),
         ({"atol": None}, TypeError, "atol must be a positive number"),
         ({"rtol": [1e-6, -1.0]}, ValueError, "rtol must be positive"),
+        ({"rtol": 0.0}, ValueError, "rtol must be positive"),  # numbers: no array made
+        ({"atol": -1}, ValueError, "atol must be positive"),
+        ({"rtol": float("nan")}, ValueError, "rtol must be positive"),
+        ({"adjoint_atol": numpy.float64(-1e-9)}, ValueError, "adjoint_atol must be positive"),
+        ({"atol": True}, TypeError, "atol must be a positive number"),
         ({"step_size": "0.1"}, TypeError, "step_size must be a positive number"),
         ({"max_step": 0.0}, ValueError, "max_step must be positive"),
         ({"max_step": "big"}, TypeError, "max_step must be a positive number"),
