@@ -518,3 +518,57 @@ def test_bad_y0_is_a_clear_error(y0, error, match):
         warnings.simplefilter("error")
         with pytest.raises(error, match=match):
             tinyode.odeint(never_called, y0, T)
+
+
+# --- a solve nothing differentiates, and one layout for many solves ---
+
+
+@pytest.mark.parametrize("gradient", ["adjoint", "checkpoint"])
+def test_a_solve_that_nothing_differentiates_is_the_plain_one_in_every_mode(gradient, monkeypatch):
+    # On raw values every gradient mode gives what backprop's plain solve gives, bit for bit
+    # and with the same counts, without the mode's primitive; with a traced input the mode's
+    # own strategy runs.
+    from tinyode.odeint import STRATEGIES
+
+    y0 = {"a": numpy.array([1.0, 2.0]), "b": [numpy.array(0.5)]}
+    want, want_info = tinyode.odeint(decay, y0, T, K, gradient="backprop", full_output=True)
+    used = []
+    strategy = STRATEGIES[gradient]
+    monkeypatch.setitem(STRATEGIES, gradient, lambda *a: used.append(1) or strategy(*a))
+    got, info = tinyode.odeint(decay, y0, T, K, gradient=gradient, full_output=True)
+    assert not used
+    for x, y in zip(tree_flatten(got)[0], tree_flatten(want)[0]):
+        numpy.testing.assert_array_equal(x, y)
+    assert info.keys() == want_info.keys()
+    for key in info:
+        numpy.testing.assert_array_equal(info[key], want_info[key])
+
+    def loss(k):  # Σ_t (1 + 2) e^{−kt}, through the mode's own strategy
+        return np.sum(tinyode.odeint(decay, y0, T, k, gradient=gradient, **TIGHT)["a"])
+
+    want_grad = -3.0 * sum(t * math.exp(-K * t) for t in T)
+    assert tinyad.grad(loss)(K) == pytest.approx(want_grad, rel=1e-7)
+    assert used  # a traced k: the mode's strategy
+
+
+def test_a_problem_solves_any_state_of_its_layout_and_refuses_another():
+    # odeint's Problem, which the adjoint makes once for all of its backward solves.
+    from tinyode.odeint import Problem
+
+    y0 = {"z": numpy.ones(3), "w": [numpy.zeros((2, 2))]}
+    problem = Problem(decay, y0)
+    opts = dict(
+        method="dopri5", rtol=1e-10, atol=1e-12, step_size=None, first_step=None,
+        max_steps=1000, max_step=None, adjoint_rtol=1e-10, adjoint_atol=1e-12,
+        adjoint_norm="full",
+    )  # fmt: skip
+    y1 = {"z": numpy.array([1.0, 2.0, 3.0]), "w": [numpy.full((2, 2), 4.0)]}
+    ys, _ = problem.solve(problem.flat(y1), numpy.array([0.0, 0.5]), (K,), opts, "adjoint")
+    end = problem.at(ys, -1)
+    numpy.testing.assert_allclose(end["z"], y1["z"] * math.exp(-0.5 * K), rtol=1e-9)
+    numpy.testing.assert_allclose(end["w"][0], 4.0 * math.exp(-0.5 * K), rtol=1e-9)
+    numpy.testing.assert_array_equal(problem.unpack(ys)["z"][-1], end["z"])
+    with pytest.raises(ValueError, match="another form"):
+        problem.flat({"z": numpy.ones(4), "w": [numpy.zeros((2, 2))]})
+    with pytest.raises(ValueError, match="another form"):
+        problem.flat({"z": numpy.ones(3, numpy.float32), "w": [numpy.zeros((2, 2), numpy.float32)]})

@@ -184,6 +184,7 @@ class Replay:
 
         forward(inputs) returns f's output and the values the backward pass reads;
         backward(those values, g) returns the inputs' cotangents (their records' values).
+        A third, vjp(inputs, g), is the two bodies in one function: (out, cotangents).
         """
         first, n = self.first, self.n_inputs
         # f's values that the backward pass reads: forward returns them beside its output
@@ -195,8 +196,13 @@ class Replay:
         params = [f"v{i}" for i in kept] + [f"v{first}"]  # v<first> is g
         backward = _code("backward", params, records[first + 1 :], first + 1, results, env)
         self.source = forward + "\n" + backward
+        ids = [i for _, leaves in self.pullback for i in leaves]  # per input leaf, in order
+        cotangents = [f"v{i}" if type(i) is int else _constant(env, i.value) for i in ids]
+        both = _joined(forward, backward, n, first, self.as_is, [f"v{self.out}", *cotangents])
         exec(_compiled(self.source), env)
-        self.compiled, self.kept = (env["forward"], env["backward"]), kept
+        env["as_float_leaf"] = _as_float_leaf
+        exec(_compiled(both), env)
+        self.compiled, self.kept = (env["forward"], env["backward"], env["vjp"]), kept
         self.position = {i: k for k, i in enumerate(results)}  # record index -> place in result
         # per input leaf, in order: its place in backward's result, or a _Constant
         self.leaf_results = [
@@ -210,46 +216,38 @@ class Replay:
                 del _PROGRAMS[next(iter(_PROGRAMS))]  # the least recently used
 
     def vjp_leaves(self, leaves, g):
-        """`(out, cotangents)` by the two compiled programs alone, on the flat input
-        `leaves` (one list, the arguments' leaves in order) and g: the cotangent of each
-        input leaf, in that order, with no pytree built. None when there are no compiled
+        """`(out, cotangents)` by the compiled programs alone, on the flat input `leaves`
+        (one list, the arguments' leaves in order) and g: the cotangent of each input
+        leaf, in that order, with no pytree built. None when there are no compiled
         programs for these leaves (not yet traced, not replayable, another signature) or
         g is not a raw cotangent shaped like the output: then call the Replay itself.
 
         >>> out, (dz, dt, *dtheta) = f_vjp.vjp_leaves([z, t, *theta], g)
         """
         run = self.compiled_for(leaves, g)
-        return None if run is None else run(leaves, g)
+        if run is None:
+            return None
+        out, *cotangents = run(*leaves, g)
+        return out, cotangents
 
     def compiled_for(self, leaves, g):
-        """vjp_leaves as one plain function `run(leaves, g) -> (out, cotangents)`, checked
-        once here for `leaves` and g: `run` then takes any leaves and g of the same types,
-        shapes and dtypes, and checks nothing itself. None where vjp_leaves returns None.
+        """The compiled vjp as one plain function, `run(*leaves, g) -> (out, *cotangents)`,
+        checked once here for `leaves` and g: `run` then takes any leaves and g of the same
+        types, shapes and dtypes, and checks nothing itself (its source is f's forward and
+        backward programs in one function). None where vjp_leaves returns None.
 
         For a caller that knows its calls share one signature: within one solve, the
         adjoint's augmented dynamics differ only in the values of z, a and t.
 
         >>> run = f_vjp.compiled_for([z, t, *theta], g)
-        >>> out, (dz, dt, *dtheta) = run([z, t, *theta], g)
+        >>> out, dz, dt, *dtheta = run(z, t, *theta, g)
         """
         if not self.pullback or _signature(leaves) != self.signature:
             return None
         shape, dtype = self.out_aval
         if isbox(g) or getattr(g, "shape", None) != shape or getattr(g, "dtype", None) != dtype:
             return None
-        (forward, backward), picks = self.compiled, self.leaf_results
-        convert = [i for i, same in enumerate(self.as_is) if not same]  # floats as float arrays
-
-        def run(leaves, g):
-            if convert:
-                leaves = list(leaves)  # the caller's list stays as it is
-                for i in convert:
-                    leaves[i] = _as_float_leaf(leaves[i], "vjp")
-            kept = forward(*leaves)
-            results = backward(*kept, g)
-            return kept[0], [results[i] if type(i) is int else i.value for i in picks]
-
-        return run
+        return self.compiled[2]
 
     def _inputs(self, leaves):
         """The input leaves as the trace boxed them (floats as float arrays)."""
@@ -414,6 +412,18 @@ def _code(name, params, records, start, results, env):
             call = f"{fun}({', '.join(slots + options)})"
         lines.append(f"    v{k} = {call}.value" if "saved" in kwargs else f"    v{k} = {call}")
     lines.append(f"    return ({''.join(f'v{i}, ' for i in results)})")
+    return "\n".join(lines) + "\n"
+
+
+def _joined(forward, backward, n, first, as_is, returns):
+    """The source of `def vjp(v0, …, v<n-1>, g)`: the bodies of the forward and backward
+    programs in one function, returning `returns`. The inputs the trace converted (a float
+    t, boxed as a float array) are converted first, as the trace did."""
+    inputs = [f"v{i}" for i in range(n)]
+    lines = [f"def vjp({', '.join(inputs + [f'v{first}'])}):"]
+    lines += [f"    v{i} = as_float_leaf(v{i}, 'vjp')" for i in range(n) if not as_is[i]]
+    lines += forward.splitlines()[1:-1] + backward.splitlines()[1:-1]  # without def, return
+    lines.append(f"    return ({''.join(f'{r}, ' for r in returns)})")
     return "\n".join(lines) + "\n"
 
 

@@ -31,11 +31,11 @@ import tinyad.numpy as np
 from tinyad import getval, isbox
 from tinyad.backend import array_module
 from tinyad.replay import Replay
-from tinyad.tree import tree_flatten, tree_map
+from tinyad.tree import tree_flatten
 
 from .errors import BacksolveWarning, SolverError
 from .implicit import IMPLICIT_TABLEAUS
-from .odeint import STRATEGIES, forward, solve, solve_as_primitive
+from .odeint import STRATEGIES, Problem, forward, solve_as_primitive
 from .solver import FIXED_STEP, Stats, integrate, mixed_norm, rms_norm, sum_of_squares
 
 # Warn when the reconstructed z is off by 10× more than both what the tolerances allow and
@@ -74,7 +74,8 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
         "L_theta": [xp.zeros(np.shape(x), dtype=dynamics.dtype) for x in theta],  # dL/dθ
         "L_t": xp.zeros((), dtype=dynamics.dtype),  # dL/dt_0, accumulated
     }
-    t_bars = []
+    t_bars, problem = [], None
+    args = (list(theta),)  # the augmented dynamics' args: one list for every solve
     for i in range(len(ys) - 1, 0, -1):
         if 1 in argnums:  # dL/dt wanted (one more evaluation of f per output time)
             # Moving t_i moves the measurement along the trajectory: dL/dt_i = g_iᵀ f(z(t_i), t_i).
@@ -86,15 +87,16 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
             z = ForwardPath(func, argdef, theta, ys[i - 1], t[i - 1 : i + 1], opts)
             counts["nfe"] += z.nfe
             state.pop("z", None)
-            along_z = AlongForward(dynamics, z)
-            path, sub = _backward_solve(along_z, state, t, i, theta, backward, norm, z.knots)
+            problem = Problem(AlongForward(dynamics, z), state, norm)
+            state, sub = _backward_solve(problem, state, t, i, args, backward, z.knots)
         else:
             state["z"] = ys[i]  # restart from the stored state (a drifted z is not carried on)
-            path, sub = _backward_solve(dynamics, state, t, i, theta, backward, norm)
+            if problem is None:  # one layout for every interval's solve
+                problem = Problem(dynamics, state, norm)
+            state, sub = _backward_solve(problem, state, t, i, args, backward)
         backward["first_step"] = float(sub["step_sizes"][-2:][0])  # carried to the next interval
         for k in counts:
             counts[k] += sub[k]
-        state = tree_map(lambda x: x[-1], path)  # the state at t_{i-1}
         if not along:
             steps = int(forward_steps[i - 1]) + sub["n_steps"]
             resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
@@ -146,24 +148,29 @@ class Augmented:
         backward pass differentiated in turn) take `fallback`, the pytree path."""
         parts = state.parts()
         ((z_at, z_shape, _),), ((a_at, a_shape, _),) = parts["z"], parts["a"]
+        # run's result is (dz/dt, da/dt, dL_t/dt, *dL_θ/dt); `order` lists it in the layout's
+        where = {"z": [0], "a": [1], "L_t": [2], "L_theta": range(3, 3 + len(parts["L_theta"]))}
+        order = [k for key in parts for k in where[key]]
         runs = {}  # the kinds of v and t -> (θ, the compiled vjp for them and θ)
 
         def flat(v, t, theta):
-            if isbox(v) or isbox(t) or any(map(isbox, theta)):
+            if isbox(v) or isbox(t):
                 return fallback(v, t, theta)
-            z, a = v[z_at].reshape(z_shape), v[a_at].reshape(a_shape)
+            z, g = v[z_at].reshape(z_shape), -v[a_at].reshape(a_shape)
             # z and a are shaped by the layout; θ is one list for the whole solve
             key = (type(v), v.dtype, type(t), getattr(t, "dtype", None))
             theta_run, run = runs.get(key, (None, None))
             if theta_run is not theta:
-                run = self.vjp.compiled_for([z, t, *theta], -a)
+                if any(map(isbox, theta)):
+                    return fallback(v, t, theta)
+                run = self.vjp.compiled_for([z, t, *theta], g)
                 if run is None:  # f's vjp not compiled (yet): __call__, joined
-                    return self._joined(parts, v, self({"z": z, "a": a}, t, theta))
+                    return self._joined(parts, v, self({"z": z, "a": -g}, t, theta))
                 runs[key] = theta, run
-            dz, (da, dt, *dtheta) = run([z, t, *theta], -a)  # dt a host zero if f ignores t
+            out = list(run(z, t, *theta, g))
             xp = array_module(v)
-            out = {"z": [dz], "a": [da], "L_theta": dtheta, "L_t": [xp.asarray(dt, self.dtype)]}
-            return xp.concatenate([x.reshape(-1) for key in parts for x in out[key]])
+            out[2] = xp.asarray(out[2], self.dtype)  # a host zero if f ignores t
+            return xp.concatenate([out[k].reshape(-1) for k in order])
 
         return flat
 
@@ -236,13 +243,15 @@ def _any_traced(*trees):
     return any(tinyad.isbox(x) for tree in trees for x in tree_flatten(tree)[0])
 
 
-def _backward_solve(dynamics, state, t, i, theta, options, norm, knots=()):
-    """(path, info) of the augmented state from t_i back to t_{i-1}, by odeint's own solve in
-    this gradient mode, so that the backward pass is differentiable in turn. The solve lands
-    on the `knots` between them too (where the dynamics is not smooth)."""
+def _backward_solve(problem, state, t, i, args, options, knots=()):
+    """(the augmented state at t_{i-1}, info), solved from `state` at t_i by odeint's own
+    solve (`problem`: the augmented dynamics on the state's layout) in this gradient mode,
+    so that the backward pass is differentiable in turn. The solve lands on the `knots`
+    between them too (where the dynamics is not smooth)."""
     times = np.stack([t[i], *knots[::-1], t[i - 1]])
     try:
-        return solve(dynamics, state, times, (list(theta),), options, "adjoint", norm)
+        ys, info = problem.solve(problem.flat(state), times, args, options, "adjoint")
+        return problem.at(ys, -1), info
     except SolverError as e:
         raise SolverError(
             f"the adjoint's backward solve from t={float(getval(t[i])):.6g} to "

@@ -285,6 +285,10 @@ class PytreeState:
             return norm.on_layout(self)
         return lambda e: norm(tree_unflatten(self.treedef, self.leaves(e)))
 
+    def at(self, z):
+        """One flat state z back in the pytree's form."""
+        return tree_unflatten(self.treedef, self.leaves(z))
+
     def unpack(self, ys):
         """ys of shape (len(t), size of z) as the pytree, each leaf shaped (len(t),) + leaf."""
         return tree_unflatten(self.treedef, self.leaves(ys, lead=tuple(np.shape(ys)[:1])))

@@ -9,6 +9,9 @@ The gradient modes are strategies, each in its own module, registered here by na
 - "checkpoint" (tinyode/checkpoint.py): one primitive that keeps each accepted
   step's starting state and replays the steps under the tape on the way back.
 
+A solve that nothing can differentiate (no traced value among y0, t and args) is the
+plain solve in every mode. `Problem` is one ODE in the solver's form (y0's layout as one
+array, func and the norm on it); the adjoint makes one for all of its backward solves.
 The input forms (numbers, lists, pytrees, constant args) live in tinyode/inputs.py.
 """
 
@@ -19,7 +22,7 @@ import numpy
 
 from tinyad import getval, isbox
 from tinyad.backend import array_module
-from tinyad.tree import tree_flatten
+from tinyad.tree import tree_flatten, tree_leaves
 
 from .inputs import (
     METHODS,
@@ -131,15 +134,10 @@ def solve(func, y0, t, args, options, gradient, norm=None, checked=True):
     """odeint's work: y0 in the solver's form (one array z), its checks unless `checked`
     (the adjoint's backward solves, whose inputs are built right), the strategy's solve,
     and the result back in y0's form. Returns (ys, info)."""
-    if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
-        state = PytreeState(y0)
-        z0, rhs, unpack, flat_norm = state.z0, state.wrap(func), state.unpack, state.norm(norm)
-        block = state.block(getattr(func, "feedback", None))
-    else:
-        z0, rhs, unpack, flat_norm, block = _as_array(y0), _stacking(func), None, norm, None
-    opts = Options(**options, norm=flat_norm, block=block)
+    problem = Problem(func, y0, norm)
+    z0 = problem.z0
     if not checked:
-        _check_inputs(z0, t, opts, gradient)
+        _check_inputs(z0, t, problem.options(options), gradient)
         if getval(z0).dtype.kind == "c" and any(map(isbox, [z0, t, *tree_flatten(args)[0]])):
             raise TypeError(
                 "odeint cannot differentiate through a complex state: tinyad does not "
@@ -149,8 +147,61 @@ def solve(func, y0, t, args, options, gradient, norm=None, checked=True):
         xp = array_module(getval(z0))
         if xp is not numpy and type(t) is numpy.ndarray:
             t = xp.asarray(t)  # host times join the state's device (one explicit copy)
-    ys, info = STRATEGIES[gradient](rhs, z0, t, args, opts)
-    return (ys if unpack is None else unpack(ys)), info
+    ys, info = problem.solve(z0, t, args, options, gradient)
+    return problem.unpack(ys), info
+
+
+class Problem:
+    """An ODE in the solver's form, for one func and one form of y0: y0 as one array z (a
+    pytree's leaves laid out in one vector by PytreeState), func and the error norm on z,
+    and the part of z that feeds back into func (`block`). odeint makes one per call; the
+    adjoint one for all of its backward solves, which share a layout (one per interval)."""
+
+    def __init__(self, func, y0, norm=None):
+        self.layout = None
+        if isinstance(y0, dict) or (isinstance(y0, (list, tuple)) and not _numbers_only(y0)):
+            self.layout = PytreeState(y0)
+            self.z0, self.func = self.layout.z0, self.layout.wrap(func)
+            self.norm = self.layout.norm(norm)
+            self.block = self.layout.block(getattr(func, "feedback", None))
+        else:
+            self.z0, self.func, self.norm, self.block = _as_array(y0), _stacking(func), norm, None
+
+    def flat(self, y):
+        """z for a y of y0's form: for a pytree, one of the same structure, shapes and
+        dtypes (a ValueError if z does not come out like the first)."""
+        if self.layout is None:
+            return _as_array(y)
+        z = self.layout.pack(y)
+        if getval(z).shape != getval(self.z0).shape or getval(z).dtype != getval(self.z0).dtype:
+            raise ValueError(f"a state of another form than {self.z0.shape} {self.z0.dtype}")
+        return z
+
+    def options(self, options):
+        return Options(**options, norm=self.norm, block=self.block)
+
+    def solve(self, z, t, args, options, gradient):
+        """(ys, info): the flat solution from z at each t[i], in the gradient mode."""
+        return solve_flat(self.func, z, t, args, self.options(options), gradient)
+
+    def unpack(self, ys):
+        """ys in y0's form: for a pytree, each leaf with a leading time axis."""
+        return ys if self.layout is None else self.layout.unpack(ys)
+
+    def at(self, ys, i):
+        """The state at t[i] in y0's form."""
+        return ys[i] if self.layout is None else self.layout.at(ys[i])
+
+
+def solve_flat(func, z0, t, args, opts, gradient):
+    """(ys, info) by the gradient mode's strategy. A solve that nothing can differentiate
+    (no traced value among z0, t and args) is the plain one in every mode: it is the
+    backprop strategy's, with nothing recorded (the primitive's machinery would only be
+    overhead: 20 µs a call, which the adjoint's backward solves pay once per interval)."""
+    if any(map(isbox, [z0, t, *tree_leaves(args)])):
+        return STRATEGIES[gradient](func, z0, t, args, opts)
+    # (a func closing over a traced value is recorded, as the primitive's raw solve was)
+    return STRATEGIES["backprop"](func, z0, t, args, opts)
 
 
 def forward(y0, t, theta, func, argdef, opts, info, record=None):
