@@ -8,9 +8,10 @@ For a loss L of the outputs z(t_i), the adjoint a(t) = dL/dz(t) obeys
 
 Solved backwards from t_N, together with z itself (dz/dt = f), as one ODE on
 the augmented state {z, a, dL/dθ, dL/dt}, a pytree. Between outputs the state is
-carried by `odeint` itself (in this same gradient mode, so the backward pass is
-differentiable in turn); at each t_i the cotangent of ys[i] is added to a. All
-three products come from one vjp of f per evaluation: no Jacobian is ever built.
+carried by odeint's own solve (one `Problem`, the state's layout, for every interval; in
+this same gradient mode, so the backward pass is differentiable in turn); at each t_i the
+cotangent of ys[i] is added to a. All three products come from one vjp of f per
+evaluation: no Jacobian is ever built.
 
 With the implicit methods (stiff problems) z is not solved backwards, where its fast
 modes grow like e^{|λ|t}: it is re-solved forward over each interval and read from there
@@ -170,7 +171,7 @@ class Augmented:
             out = list(run(z, t, *theta, g))
             xp = array_module(v)
             out[2] = xp.asarray(out[2], self.dtype)  # a host zero if f ignores t
-            return xp.concatenate([out[k].reshape(-1) for k in order])
+            return xp.concatenate([out[k] for k in order], axis=None)  # each one flattened
 
         return flat
 
