@@ -200,7 +200,7 @@ class Replay:
         cotangents = [f"v{i}" if type(i) is int else _constant(env, i.value) for i in ids]
         both = _joined(forward, backward, n, first, self.as_is, [f"v{self.out}", *cotangents])
         exec(_compiled(self.source), env)
-        env["as_float_leaf"] = _as_float_leaf
+        env["float64"] = numpy.float64  # what _as_float_leaf makes of a Python float
         exec(_compiled(both), env)
         self.compiled, self.kept = (env["forward"], env["backward"], env["vjp"]), kept
         self.position = {i: k for k, i in enumerate(results)}  # record index -> place in result
@@ -417,11 +417,11 @@ def _code(name, params, records, start, results, env):
 
 def _joined(forward, backward, n, first, as_is, returns):
     """The source of `def vjp(v0, …, v<n-1>, g)`: the bodies of the forward and backward
-    programs in one function, returning `returns`. The inputs the trace converted (a float
-    t, boxed as a float array) are converted first, as the trace did."""
+    programs in one function, returning `returns`. The inputs the trace converted, Python
+    floats (a time t) boxed as float64 numbers, are converted first, as the trace did."""
     inputs = [f"v{i}" for i in range(n)]
     lines = [f"def vjp({', '.join(inputs + [f'v{first}'])}):"]
-    lines += [f"    v{i} = as_float_leaf(v{i}, 'vjp')" for i in range(n) if not as_is[i]]
+    lines += [f"    v{i} = float64(v{i})" for i in range(n) if not as_is[i]]
     lines += forward.splitlines()[1:-1] + backward.splitlines()[1:-1]  # without def, return
     lines.append(f"    return ({''.join(f'{r}, ' for r in returns)})")
     return "\n".join(lines) + "\n"
