@@ -282,3 +282,13 @@ def test_hypothesis_matmul_gradients_are_the_textbook_ones(m, n, k, seed):
     a, b, g = rand((m, n), seed=seed), rand((n, k), seed=seed + 1), rand((m, k), seed=seed + 2)
     ga, gb = tinyad.grad(lambda a, b: np.sum((a @ b) * g), argnum=(0, 1))(a, b)
     assert numpy.allclose(ga, g @ b.T) and numpy.allclose(gb, a.T @ g)
+
+
+@pytest.mark.parametrize("sa, sb", [((2, 3, 4), (4, 0)), ((2, 3, 0), (0, 5)), ((0, 3, 4), (4, 2))])
+def test_matmul_vjps_of_a_batch_through_a_weight_with_a_zero_size(sa, sb):
+    # The one-GEMM vjps reshape the batch to rows: with no entries the row count is 0, not -1
+    a, b = numpy.ones(sa), numpy.ones(sb)
+    ga, gb = tinyad.grad(lambda a, b: np.sum(np.matmul(a, b)), argnum=(0, 1))(a, b)
+    numpy.testing.assert_array_equal(ga, numpy.ones(sb).sum(1) * numpy.ones(sa))
+    rows = numpy.ones(sa).sum(axis=tuple(range(len(sa) - 1)))  # Σ over the batch and rows of a
+    numpy.testing.assert_array_equal(gb, rows[:, None] * numpy.ones(sb))

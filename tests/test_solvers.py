@@ -274,6 +274,9 @@ def test_methods_listed():
         (numpy.array(1.0), "1-D"),
         (numpy.array([0.0, 1.0, 0.5]), "monotonic"),
         (numpy.array([0.0, 1.0, 1.0]), "repeated"),
+        (numpy.array([0.0, -0.0]), "repeated"),
+        (numpy.array([0.0, numpy.inf]), "finite"),
+        (numpy.array([0.0, None], dtype=object), "finite"),  # converted as numpy does: NaN
     ],
 )
 def test_bad_times(t, match):

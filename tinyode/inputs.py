@@ -43,7 +43,7 @@ def _check_inputs(y0, t, opts, gradient):
         )
     # On the host list, in Python: t is short, and numpy's calls on a few numbers cost more
     # than the loops (10 µs each, in a training loop)
-    times = [float(x) for x in tv.tolist()]
+    times = numpy.asarray(tv.tolist(), dtype=float).tolist()  # numpy's conversion (None: NaN)
     if not times:
         raise ValueError("t is empty; it needs the initial time t[0] and the output times")
     if not all(map(math.isfinite, times)):

@@ -200,6 +200,9 @@ def solve_flat(func, z0, t, args, opts, gradient):
     overhead: 20 µs a call, which the adjoint's backward solves pay once per interval)."""
     if any(map(isbox, [z0, t, *tree_leaves(args)])):
         return STRATEGIES[gradient](func, z0, t, args, opts)
+    if gradient != "backprop":  # func gets args as the primitive's solve gave them: rebuilt
+        theta, argdef = split_args(args)  # (a dict's keys sorted, a subclass a plain one)
+        args = argdef.rebuild(theta)
     # (a func closing over a traced value is recorded, as the primitive's raw solve was)
     return STRATEGIES["backprop"](func, z0, t, args, opts)
 

@@ -666,7 +666,8 @@ def _matmul_vjp_a(g, ans, a, b):
     if _ndim(b) == 2 and len(a_shape) > 2:
         # (…, n, k) @ (k, m), a batch through a weight matrix: one GEMM over all rows of g
         # (a batched product runs one small GEMM per batch entry, about twice as slow).
-        return reshape(matmul(reshape(g, (-1, _shape(g)[-1])), transpose(b)), a_shape)
+        rows = (math.prod(a_shape[:-1]), _shape(g)[-1])  # not -1: g may have no entries
+        return reshape(matmul(reshape(g, rows), transpose(b)), a_shape)
     return matmul(g, _swap(b))
 
 
@@ -680,8 +681,8 @@ def _matmul_vjp_b(g, ans, a, b):
     if b_ndim == 2 and len(a_shape) > 2:
         # (…, n, k) @ (k, m), e.g. a batch through a weight matrix: one GEMM over all rows
         # of a, instead of a batched product the core would then sum over the batch axes.
-        k, m = a_shape[-1], _shape(g)[-1]
-        return matmul(transpose(reshape(a, (-1, k))), reshape(g, (-1, m)))
+        n, k, m = math.prod(a_shape[:-1]), a_shape[-1], _shape(g)[-1]  # n, not -1: zero sizes
+        return matmul(transpose(reshape(a, (n, k))), reshape(g, (n, m)))
     return matmul(_swap(a), g)
 
 
