@@ -101,7 +101,7 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
         if not along:
             steps = int(forward_steps[i - 1]) + sub["n_steps"]
             resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
-            _check_drift(np.ravel(state["z"]), ys, i, t, opts, steps, resolve)
+            _check_drift(getval(state["z"]).reshape(-1), ys, i, t, opts, steps, resolve)
         state["a"] = state["a"] + g[i - 1]
     info["backward"] = counts
     dt = None
@@ -338,13 +338,14 @@ def _check_drift(z_back, ys, i, t, opts, steps, resolve):
        d > DRIFT_FACTOR · max(steps, e): beyond what the tolerances allow, and beyond what
        the solves' own errors explain.
     """
-    z_back, z_stored = getval(z_back), np.ravel(getval(ys[i - 1]))
+    # raw values, array methods: the check is never differentiated
+    z_back, z_stored = getval(z_back), getval(ys[i - 1]).reshape(-1)
     drift = _relative_norm(z_back - z_stored, z_stored, opts)
     if drift <= DRIFT_FACTOR * max(steps, 1):
         return
     explained = 0.0  # a forward re-solve that fails explains nothing
     if math.isfinite(drift):
-        z_i = np.ravel(getval(ys[i]))
+        z_i = getval(ys[i]).reshape(-1)
         try:
             with numpy.errstate(over="ignore", invalid="ignore"):  # z_b may be far off
                 explained = _relative_norm(resolve(z_back, i) - z_i, z_i, opts)
