@@ -198,7 +198,7 @@ class Replay:
         self.source = forward + "\n" + backward
         ids = [i for _, leaves in self.pullback for i in leaves]  # per input leaf, in order
         cotangents = [f"v{i}" if type(i) is int else _constant(env, i.value) for i in ids]
-        both = _joined(forward, backward, n, first, self.as_is, [f"v{self.out}", *cotangents])
+        both = _vjp_code(forward, backward, n, first, self.as_is, [f"v{self.out}", *cotangents])
         exec(_compiled(self.source), env)
         env["float64"] = numpy.float64  # what _as_float_leaf makes of a Python float
         exec(_compiled(both), env)
@@ -415,7 +415,7 @@ def _code(name, params, records, start, results, env):
     return "\n".join(lines) + "\n"
 
 
-def _joined(forward, backward, n, first, as_is, returns):
+def _vjp_code(forward, backward, n, first, as_is, returns):
     """The source of `def vjp(v0, …, v<n-1>, g)`: the bodies of the forward and backward
     programs in one function, returning `returns`. The inputs the trace converted, Python
     floats (a time t) boxed as float64 numbers, are converted first, as the trace did."""

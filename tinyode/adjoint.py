@@ -144,8 +144,8 @@ class Augmented:
         `state` lays it out: z and a read from it as views, the derivatives joined in its
         order. The same numbers as packing __call__'s dict, without a pytree built and
         walked at every evaluation (at B6's sizes that was a third of an evaluation); once
-        f's vjp is compiled, its two programs are called on the leaves directly
-        (`Replay.compiled_for`, checked once per solve and kind of t). Traced values (a
+        f's vjp is compiled, it is one function of the leaves (`Replay.compiled_for`,
+        checked once per solve and kind of t), called on them directly. Traced values (a
         backward pass differentiated in turn) take `fallback`, the pytree path."""
         parts = state.parts()
         ((z_at, z_shape, _),), ((a_at, a_shape, _),) = parts["z"], parts["a"]

@@ -155,7 +155,12 @@ class Problem:
     """An ODE in the solver's form, for one func and one form of y0: y0 as one array z (a
     pytree's leaves laid out in one vector by PytreeState), func and the error norm on z,
     and the part of z that feeds back into func (`block`). odeint makes one per call; the
-    adjoint one for all of its backward solves, which share a layout (one per interval)."""
+    adjoint one for all of its backward solves, which share a layout (one per interval).
+
+    >>> problem = Problem(func, {"z": z0, "a": a0})
+    >>> ys, info = problem.solve(problem.z0, t, args, options, "adjoint")
+    >>> problem.at(ys, -1)                          # {"z": ..., "a": ...} at t[-1]
+    """
 
     def __init__(self, func, y0, norm=None):
         self.layout = None
@@ -178,6 +183,7 @@ class Problem:
         return z
 
     def options(self, options):
+        """odeint's `options` (a dict) with this problem's norm and block, as Options."""
         return Options(**options, norm=self.norm, block=self.block)
 
     def solve(self, z, t, args, options, gradient):
