@@ -69,6 +69,7 @@ class Timing:
     q3: float
     number: int  # calls per sample
     samples: int
+    values: tuple = ()  # seconds per call of each round's sample, in round order
 
     @property
     def spread(self):
@@ -106,8 +107,15 @@ def compare(candidates, rounds=9, warmup=2, min_sample=0.05):
     out = {}
     for name, xs in samples.items():
         qs = statistics.quantiles(xs, n=4) if len(xs) > 1 else [xs[0]] * 3
-        out[name] = Timing(statistics.median(xs), qs[0], qs[2], numbers[name], len(xs))
+        out[name] = Timing(statistics.median(xs), qs[0], qs[2], numbers[name], len(xs), tuple(xs))
     return out
+
+
+def paired_ratio(a, b):
+    """The median over rounds of a's sample / b's sample in the same round (two Timings of
+    one `compare`): samples taken next to each other share the machine's state, so a slow
+    spell of a busy machine cancels in their ratio where it shifts one median alone."""
+    return statistics.median(x / y for x, y in zip(a.values, b.values))
 
 
 # ----------------------------------------------------------------------------- checks
