@@ -204,10 +204,6 @@ class Replay:
         exec(_compiled(both), env)
         self.compiled, self.kept = (env["forward"], env["backward"], env["vjp"]), kept
         self.position = {i: k for k, i in enumerate(results)}  # record index -> place in result
-        # per input leaf, in order: its place in backward's result, or a _Constant
-        self.leaf_results = [
-            self.position[i] if type(i) is int else i for _, ids in self.pullback for i in ids
-        ]
         out = records[self.out][1]
         self.out_aval = (out.shape, out.dtype)
         if self.key is not None:
@@ -284,7 +280,7 @@ class Replay:
 _PROGRAMS, _PROGRAMS_KEPT = {}, 64
 _COMPILED_STATE = (
     "first", "backward_program", "pullback", "source", "compiled", "kept", "position",
-    "leaf_results", "out_aval",
+    "out_aval",
 )  # fmt: skip
 
 
