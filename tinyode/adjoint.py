@@ -36,6 +36,7 @@ from tinyad.tree import tree_flatten
 
 from .errors import BacksolveWarning, SolverError
 from .implicit import IMPLICIT_TABLEAUS
+from .inputs import PytreeState, join
 from .odeint import STRATEGIES, Problem, forward, solve_as_primitive
 from .solver import FIXED_STEP, Stats, integrate, mixed_norm, rms_norm, sum_of_squares
 
@@ -68,14 +69,21 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
     norm = _seminorm if opts.adjoint_norm == "seminorm" else _mixed_norm
     counts = {"nfe": 0, "n_steps": 0, "n_rejected": 0}
     forward_steps = _forward_steps(saved, t)
+    resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
     xp = array_module(getval(ys))
     state = {
-        "z": ys[-1],
         "a": g[-1],
         "L_theta": [xp.zeros(np.shape(x), dtype=dynamics.dtype) for x in theta],  # dL/dθ
         "L_t": xp.zeros((), dtype=dynamics.dtype),  # dL/dt_0, accumulated
     }
-    t_bars, problem = [], None
+    if not along:
+        state["z"] = ys[-1]
+    # The state is carried from interval to interval as one vector v, laid out as every
+    # backward solve lays it out (one `Problem`): z, a and L_t are spans of it.
+    problem = None if along else Problem(dynamics, state, norm)
+    layout = PytreeState(state) if along else problem.layout
+    v, span = layout.z0, {key: layout.span(key) for key in state}
+    t_bars = []
     args = (list(theta),)  # the augmented dynamics' args: one list for every solve
     for i in range(len(ys) - 1, 0, -1):
         if 1 in argnums:  # dL/dt wanted (one more evaluation of f per output time)
@@ -83,26 +91,24 @@ def adjoint_vjp(argnums, g, ys, y0, t, *theta, func, argdef, opts, info, saved):
             t_bar = np.sum(g[i] * func(ys[i], t[i], *argdef.rebuild(theta)))
             counts["nfe"] += 1
             t_bars.append(t_bar)
-            state["L_t"] = state["L_t"] - t_bar
+            v = _put(v, span["L_t"], v[span["L_t"]] - t_bar)
         if along:
             z = ForwardPath(func, argdef, theta, ys[i - 1], t[i - 1 : i + 1], opts)
             counts["nfe"] += z.nfe
-            state.pop("z", None)
-            problem = Problem(AlongForward(dynamics, z), state, norm)
-            state, sub = _backward_solve(problem, state, t, i, args, backward, z.knots)
+            problem = Problem(AlongForward(dynamics, z), state, norm)  # state: the layout
+            v, sub = _backward_solve(problem, v, t, i, args, backward, z.knots)
         else:
-            state["z"] = ys[i]  # restart from the stored state (a drifted z is not carried on)
-            if problem is None:  # one layout for every interval's solve
-                problem = Problem(dynamics, state, norm)
-            state, sub = _backward_solve(problem, state, t, i, args, backward)
+            # restart from the stored state (a drifted z is not carried on)
+            v = _put(v, span["z"], ys[i])
+            v, sub = _backward_solve(problem, v, t, i, args, backward)
         backward["first_step"] = float(sub["step_sizes"][-2:][0])  # carried to the next interval
         for k in counts:
             counts[k] += sub[k]
         if not along:
             steps = int(forward_steps[i - 1]) + sub["n_steps"]
-            resolve = _resolver(func, argdef, theta, t, opts, counts, np.shape(y0))
-            _check_drift(getval(state["z"]).reshape(-1), ys, i, t, opts, steps, resolve)
-        state["a"] = state["a"] + g[i - 1]
+            _check_drift(v[span["z"]], ys, i, t, opts, steps, resolve)
+        v = _put(v, span["a"], v[span["a"]] + g[i - 1].reshape(-1))
+    state = layout.at(v)
     info["backward"] = counts
     dt = None
     if 1 in argnums:
@@ -166,7 +172,7 @@ class Augmented:
                     return fallback(v, t, theta)
                 run = self.vjp.compiled_for([z, t, *theta], g)
                 if run is None:  # f's vjp not compiled (yet): __call__, joined
-                    return self._joined(parts, v, self({"z": z, "a": -g}, t, theta))
+                    return self._joined(parts, self({"z": z, "a": -g}, t, theta))
                 runs[key] = theta, run
             out = list(run(z, t, *theta, g))
             xp = array_module(v)
@@ -176,16 +182,19 @@ class Augmented:
         return flat
 
     @staticmethod
-    def _joined(parts, v, out):
+    def _joined(parts, out):
         """__call__'s dict as one flat vector in the layout's order."""
-        joined = [x.reshape(-1) for key in parts for x in _as_list(out[key])]
-        if any(map(isbox, joined)):  # func closes over a traced value: refused later on
-            return np.concatenate(joined)
-        return array_module(v).concatenate(joined)
+        # (traced when func closes over a traced value: refused later on)
+        return join([x.reshape(-1) for key in parts for x in _as_list(out[key])])
 
 
 def _as_list(x):
     return x if isinstance(x, list) else [x]
+
+
+def _put(v, where, x):
+    """v with v[where] replaced by x (flattened): a new vector, which the tape can record."""
+    return join([v[: where.start], x.reshape(-1), v[where.stop :]])
 
 
 class AlongForward:
@@ -244,15 +253,15 @@ def _any_traced(*trees):
     return any(tinyad.isbox(x) for tree in trees for x in tree_flatten(tree)[0])
 
 
-def _backward_solve(problem, state, t, i, args, options, knots=()):
-    """(the augmented state at t_{i-1}, info), solved from `state` at t_i by odeint's own
-    solve (`problem`: the augmented dynamics on the state's layout) in this gradient mode,
-    so that the backward pass is differentiable in turn. The solve lands on the `knots`
-    between them too (where the dynamics is not smooth)."""
-    times = np.stack([t[i], *knots[::-1], t[i - 1]])
+def _backward_solve(problem, v, t, i, args, options, knots=()):
+    """(the augmented state at t_{i-1}, info), solved from v, the flat state at t_i, by
+    odeint's own solve (`problem`: the augmented dynamics on the state's layout) in this
+    gradient mode, so that the backward pass is differentiable in turn. The solve lands on
+    the `knots` between them too (where the dynamics is not smooth)."""
+    times = np.stack([t[i], *knots[::-1], t[i - 1]]) if knots else t[i - 1 : i + 1][::-1]
     try:
-        ys, info = problem.solve(problem.flat(state), times, args, options, "adjoint")
-        return problem.at(ys, -1), info
+        ys, info = problem.solve(v, times, args, options, "adjoint")
+        return ys[-1], info
     except SolverError as e:
         raise SolverError(
             f"the adjoint's backward solve from t={float(getval(t[i])):.6g} to "

@@ -202,7 +202,7 @@ class PytreeState:
         self.dtypes = [getval(x).dtype for x in leaves]
         self.bounds = list(itertools.accumulate((math.prod(s) for s in self.shapes), initial=0))
         flat = [x.reshape(-1) for x in leaves]  # array methods: a traced leaf has them too
-        self.z0 = np.concatenate(flat) if any(map(isbox, flat)) else _concatenate(flat)
+        self.z0 = join(flat)
         # Where each leaf lies in z, and whether its dtype is z's (then no cast is needed)
         z_dtype = getval(self.z0).dtype
         self.layout = [
@@ -245,7 +245,7 @@ class PytreeState:
         if treedef != self.treedef or not self.checked:
             self.check(leaves, treedef)
         flat = [x.ravel() if hasattr(x, "ravel") else np.ravel(x) for x in leaves]
-        return np.concatenate(flat) if any(map(isbox, flat)) else _concatenate(flat)
+        return join(flat)
 
     checked = False
 
@@ -285,8 +285,14 @@ class PytreeState:
         order), or None: the part of the state that feeds back into func (solver.py)."""
         if keys is None or self.treedef[0] is not dict:
             return None
-        parts = self.parts()
-        return parts[min(keys)][0][0].start, parts[max(keys)][-1][0].stop
+        return self.span(min(keys)).start, self.span(max(keys)).stop
+
+    def span(self, key):
+        """The slice of z that holds the dict entry `key` (its leaves lie side by side)."""
+        names, children = self.treedef[1], self.treedef[2]
+        k = names.index(key)
+        first = sum(map(_count, children[:k]))  # the leaves before key's
+        return slice(self.bounds[first], self.bounds[first + _count(children[k])])
 
     def norm(self, norm):
         """A norm of the pytree error as the solver calls it, on the flat z (None stays None).
@@ -306,8 +312,11 @@ class PytreeState:
         return tree_unflatten(self.treedef, self.leaves(ys, lead=tuple(np.shape(ys)[:1])))
 
 
-def _concatenate(flat):
-    """Raw arrays joined in their own module: no trace to record them on."""
+def join(flat):
+    """1-D arrays joined end to end: on the tape when one is traced, else in their own
+    module (numpy or CuPy), with nothing to record and no look for a Box in each."""
+    if any(map(isbox, flat)):
+        return np.concatenate(flat)
     return array_module(flat[0]).concatenate(flat)
 
 

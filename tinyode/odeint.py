@@ -187,8 +187,30 @@ class Problem:
         return Options(**options, norm=self.norm, block=self.block)
 
     def solve(self, z, t, args, options, gradient):
-        """(ys, info): the flat solution from z at each t[i], in the gradient mode."""
-        return solve_flat(self.func, z, t, args, self.options(options), gradient)
+        """(ys, info): the flat solution from z at each t[i], in the gradient mode.
+
+        A solve that nothing can differentiate (no traced value among z, t and args) is the
+        plain one in every mode: the backprop strategy's, with nothing recorded (the
+        primitive's machinery would only be overhead: 20 µs a call, which the adjoint's
+        backward solves pay once per interval)."""
+        opts = self.options(options)
+        if args is not self._args:  # what args hold is read once (the adjoint's are one tuple)
+            self._args, self._traced, self._rebuilt = args, _traced_args(args), None
+        if self._traced or isbox(z) or isbox(t):
+            return STRATEGIES[gradient](self.func, z, t, args, opts)
+        # (a func closing over a traced value is recorded, as the primitive's raw solve was)
+        plain = args if gradient == "backprop" else self.rebuilt(args)
+        return STRATEGIES["backprop"](self.func, z, t, plain, opts)
+
+    _args = None
+
+    def rebuilt(self, args):
+        """args as a primitive's solve hands them to func: rebuilt from their leaves (a
+        dict's keys sorted, a subclass a plain one)."""
+        if self._rebuilt is None:
+            theta, argdef = split_args(args)
+            self._rebuilt = argdef.rebuild(theta)
+        return self._rebuilt
 
     def unpack(self, ys):
         """ys in y0's form: for a pytree, each leaf with a leading time axis."""
@@ -199,18 +221,8 @@ class Problem:
         return ys[i] if self.layout is None else self.layout.at(ys[i])
 
 
-def solve_flat(func, z0, t, args, opts, gradient):
-    """(ys, info) by the gradient mode's strategy. A solve that nothing can differentiate
-    (no traced value among z0, t and args) is the plain one in every mode: it is the
-    backprop strategy's, with nothing recorded (the primitive's machinery would only be
-    overhead: 20 µs a call, which the adjoint's backward solves pay once per interval)."""
-    if any(map(isbox, [z0, t, *tree_leaves(args)])):
-        return STRATEGIES[gradient](func, z0, t, args, opts)
-    if gradient != "backprop":  # func gets args as the primitive's solve gave them: rebuilt
-        theta, argdef = split_args(args)  # (a dict's keys sorted, a subclass a plain one)
-        args = argdef.rebuild(theta)
-    # (a func closing over a traced value is recorded, as the primitive's raw solve was)
-    return STRATEGIES["backprop"](func, z0, t, args, opts)
+def _traced_args(args):
+    return any(map(isbox, tree_leaves(args)))
 
 
 def forward(y0, t, theta, func, argdef, opts, info, record=None):
