@@ -10,8 +10,8 @@ Solved backwards from t_N, together with z itself (dz/dt = f), as one ODE on
 the augmented state {z, a, dL/dθ, dL/dt}, a pytree laid out as one vector v. Between
 outputs v is carried by odeint's own solve (one `Problem`, the state's layout, for every
 interval; in this same gradient mode, so the backward pass is differentiable in turn); at
-each t_i, z restarts from the stored z(t_i) and the cotangent of ys[i] is added to a. All three products come from one vjp of f per
-evaluation: no Jacobian is ever built.
+each t_i, z restarts from the stored z(t_i) and the cotangent of ys[i] is added to a.
+All three products come from one vjp of f per evaluation: no Jacobian is ever built.
 
 With the implicit methods (stiff problems) z is not solved backwards, where its fast
 modes grow like e^{|λ|t}: it is re-solved forward over each interval and read from there
