@@ -324,6 +324,41 @@ def test_compiled_for_checks_once_then_runs_any_call_of_that_signature():
     assert f_vjp.compiled_for([z, 0.3, *th], g.astype(numpy.float32)) is None  # g's dtype
 
 
+def test_pulls_give_the_rows_of_the_jacobian_from_one_run_of_f():
+    # Replay.pulls, what the implicit methods take their Jacobians from: f run once and each
+    # g pulled back by the compiled programs gives, bit for bit, what a pull of tinyad.vjp
+    # gives for that g (for the unit vectors: J's rows, checked against J by hand); an
+    # input f ignores gets its zero; None where compiled_for declines.
+    def f(y, t):
+        return np.stack([-0.04 * y[0] + 1e4 * y[1] * y[2], 3e7 * y[1] ** 2 * np.sin(t), y[0] * 0.5])
+
+    f_vjp = Replay(f)
+    y, t, eye = numpy.array([0.9, 2e-5, 0.1]), numpy.float64(0.3), numpy.eye(3)
+    assert f_vjp.pulls([y, t], eye) is None  # nothing compiled yet
+    f_vjp(y, t)[1](eye[0])
+    y2, t2 = y * 1.1, numpy.float64(0.7)
+    out, rows = f_vjp.pulls([y2, t2], eye)
+    want_out, want_pull = tinyad.vjp(f, y2, t2)
+    numpy.testing.assert_array_equal(out, want_out)
+    for g, (dy, dt) in zip(eye, rows):
+        want_dy, want_dt = want_pull(g)
+        numpy.testing.assert_array_equal(dy, want_dy)
+        numpy.testing.assert_array_equal(dt, want_dt)
+    J = numpy.array(
+        [
+            [-0.04, 1e4 * y2[2], 1e4 * y2[1]],
+            [0.0, 6e7 * y2[1] * math.sin(t2), 0.0],
+            [0.5, 0.0, 0.0],
+        ]
+    )
+    numpy.testing.assert_allclose(numpy.stack([dy for dy, _ in rows]), J, rtol=1e-14)
+    numpy.testing.assert_allclose(
+        [dt for _, dt in rows], [0.0, 3e7 * y2[1] ** 2 * math.cos(t2), 0.0]
+    )
+    assert f_vjp.pulls([y2[:2], t2], eye[:2, :2]) is None  # another shape
+    assert f_vjp.pulls([y2, t2], eye.astype(numpy.float32)) is None  # g of another dtype
+
+
 def test_a_new_replay_of_the_same_program_reuses_its_compiled_backward_pass(monkeypatch):
     # The adjoint makes a new Replay of f per gradient: the second one traces f (the forward
     # program is the key) but neither traces the backward pass nor compiles it again, and

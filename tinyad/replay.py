@@ -245,6 +245,26 @@ class Replay:
             return None
         return self.compiled[2]
 
+    def pulls(self, leaves, gs):
+        """`(out, rows)` by the compiled programs alone: f run once at the flat input
+        `leaves`, and each cotangent g of `gs` pulled back, rows[k] holding the cotangent of
+        each input leaf for gs[k]: for gs the unit vectors, the rows of f's Jacobian. None
+        where compiled_for is None.
+
+        >>> out, rows = f_vjp.pulls([y, t], numpy.eye(y.size))
+        >>> J = numpy.stack([dy for dy, dt in rows])
+        """
+        if not len(gs) or self.compiled_for(leaves, gs[0]) is None:
+            return None
+        kept = self.compiled[0](*self._inputs(leaves))
+        backward, position = self.compiled[1], self.position
+        ids = [i for _, leaves in self.pullback for i in leaves]  # per input leaf, in order
+        rows = []
+        for g in gs:
+            results = backward(*kept, g)
+            rows.append([results[position[i]] if type(i) is int else i.value for i in ids])
+        return kept[0], rows
+
     def _inputs(self, leaves):
         """The input leaves as the trace boxed them (floats as float arrays)."""
         return [x if same else _as_float_leaf(x, "vjp") for x, same in zip(leaves, self.as_is)]

@@ -229,10 +229,18 @@ def jacobian_at(f, y, s, part, stats, replay=None):
     """
     stats.njev += 1
     yv = getval(y)
+    xp = array_module(yv)
     if not isbox(s):  # a host time as a 0-d array of y's dtype (a float would be float64)
-        s = array_module(yv).asarray(s, dtype=yv.dtype)
+        s = xp.asarray(s, dtype=yv.dtype)
+    # f's recording compiled (tinyad/replay.py): f run once, the rows pulled by its programs
+    pulled = None
+    if replay is not None and replay.pullback and not (isbox(y) or isbox(s)):
+        pulled = replay.pulls([y, s], xp.eye(yv.size, dtype=yv.dtype)[part])
+    if pulled is not None:
+        value, rows = pulled
+        return value, xp.stack([dy[part] for dy, _ in rows]), xp.stack([ds for _, ds in rows])
     value, pull = tinyad.vjp(f, y, s) if replay is None else replay(y, s)
-    eye = array_module(yv).eye(int(np.size(value)), dtype=yv.dtype)
+    eye = xp.eye(int(np.size(value)), dtype=yv.dtype)
     rows = [pull(eye[i]) for i in range(part.start, part.stop)]
     J = np.stack([r[0][part] for r in rows])
     fs = np.stack([_reshape(r[1], ()) for r in rows])
@@ -244,8 +252,8 @@ class Factored:
 
     def __init__(self, M, stats):
         self.M, self.stats, self.inverse = M, stats, None
-        if not isbox(M):
-            self.inverse = np.linalg.inv(M)  # LAPACK's getrf (the LU), then getri
+        if not isbox(M):  # LAPACK's getrf (the LU), then getri, in M's own module
+            self.inverse = array_module(M).linalg.inv(M)
             stats.nlu += 1
 
     def solve(self, b, refine=True):
@@ -304,7 +312,14 @@ class _FlatState:
         return self.xp.asarray(numpy.asarray(coeffs, dtype=float), dtype=self.dtype)
 
     def eye(self):
-        return self.xp.eye(self.part.stop - self.part.start, dtype=self.dtype)
+        """The identity on z_b (made once: read-only, shared by every M of the solve)."""
+        if self._eye is None:
+            self._eye = self.xp.eye(self.part.stop - self.part.start, dtype=self.dtype)
+            if isinstance(self._eye, numpy.ndarray):
+                self._eye.flags.writeable = False
+        return self._eye
+
+    _eye = None
 
     def flat(self, y):
         return _reshape(y, (-1,))
@@ -498,7 +513,7 @@ class Kvaerno5Step(_FlatState):
         tab = self.tab
         self.a = [self.row(r) for r in tab.a]
         self.predictor = [self.row(r) for r in tab.predictor]
-        self.b_err = self.row(tab.b_err)
+        self.b, self.b_err = self.row(tab.b), self.row(tab.b_err)
         self.tolerances = (1e-10, 1e-12)
         self.J = None  # raw ∂f_b/∂z_b
         self.J_at = None  # (y, s) where J was taken
@@ -542,17 +557,16 @@ class Kvaerno5Step(_FlatState):
         if stages_raw is None:
             return self._failed(y, here, k0)
         if not _traced(f, y, s, h, k0):
-            Z = stages(stages_raw[0], len(tab.c), s, y, h)
-            for zi in stages_raw[1:]:
-                Z.append(zi)
-            y1 = self.flat(y) + Z.dot(self.row(tab.b))  # stiffly accurate: y_{n+1} = Y_7
+            Z = stages_raw
+            y1 = self.flat(y) + Z.dot(self.b)  # stiffly accurate: y_{n+1} = Y_7
         else:
             Z, y1 = self._differentiable(f, s, y, h, k0, stages_raw)
         y1 = self.shaped(y1)
         return y1, ESDIRKStages(Z, y1, k0, self.shaped(Z[len(tab.c) - 1] / h))
 
     def _newton(self, F, s, y, h, k0, M):
-        """The stages z_0 … z_6 (flat, raw) by simplified Newton, or None if it failed."""
+        """The stages z_0 … z_6 (flat, raw, stacked) by simplified Newton, or None if it
+        failed."""
         tab = self.tab
         rtol, atol = self.tolerances
         y, k0 = getval(y), getval(k0)
@@ -569,7 +583,7 @@ class Kvaerno5Step(_FlatState):
             Z.append(zi)
         self.refresh = slow
         self.last = (s, h, z, Z[0] / h, base + tab.gamma * zi, zi / h)
-        return [Z[i] for i in range(len(tab.c))]
+        return Z
 
     def _stage(self, F, base, ti, h, zi, M, weight):
         """The stage equation z = h f(base + γz, t_i), by simplified Newton from the guess
@@ -607,10 +621,10 @@ class Kvaerno5Step(_FlatState):
         times this one, and unknown before iteration 1. Without it, one iteration ended a
         stage 1,700 tolerances of z_q away, and dL/dθ of the adjoint on Robertson at rtol
         1e-6 was 2e-5 off (now 4e-7)."""
+        if self.whole:
+            return weighted_rms(dz, weight), 0.0
         part = self.part
         size = weighted_rms(dz[part], weight[part])
-        if self.whole:
-            return size, 0.0
         lo, hi = part.start, part.stop
         rest = dz[hi:] if lo == 0 else np.concatenate([dz[:lo], dz[hi:]])
         at = weight[hi:] if lo == 0 else np.concatenate([weight[:lo], weight[hi:]])
@@ -680,7 +694,7 @@ class Kvaerno5Step(_FlatState):
                     "method did not converge on its stage equations"
                 )
             Z.append(zi)
-        return [Z[i] for i in range(len(tab.c))]
+        return Z
 
     def _differentiable(self, f, s, y, h, k0, stages_raw):
         """The stages on the tape, from Newton's raw solution z*: for each stage one full
