@@ -343,8 +343,8 @@ class _FlatState:
 
     def ratio(self, err, y, y1, rtol, atol, norm):
         """‖err / (atol + rtol·max(|y|, |y1|))‖ of a flat err, as a host float."""
-        y, y1 = getval(y), getval(y1)
-        scale = atol + rtol * np.maximum(np.abs(y), np.abs(y1))
+        y, y1 = getval(y), getval(y1)  # raw: its own module's functions, no dispatch
+        scale = atol + rtol * self.xp.maximum(abs(y), abs(y1))
         return norm(self.shaped(getval(err)) / scale)
 
 
@@ -531,9 +531,9 @@ class Kvaerno5Step(_FlatState):
     def _moved(self, y):
         """Whether some component of y differs from where J was taken by more than MOVED
         of its size (the larger of the two, or atol)."""
-        y, yJ = getval(y), getval(self.J_at[0])
-        d = np.abs(y - yJ) / (np.maximum(np.abs(y), np.abs(yJ)) + self.tolerances[1])
-        return float(np.max(d)) > self.MOVED
+        y, yJ = getval(y), getval(self.J_at[0])  # raw: its own module's functions
+        d = abs(y - yJ) / (self.xp.maximum(abs(y), abs(yJ)) + self.tolerances[1])
+        return float(d.max()) > self.MOVED
 
     def _matrix(self, f, h):
         """M = I − hγJ, factored for this h (rejected trials from one start differ in h)."""
@@ -761,18 +761,25 @@ class Kvaerno5Step(_FlatState):
 
 def _traced(f, *values):
     """Whether the step records on a tape: a traced value, or traced leaves of f's args."""
-    args = getattr(f, "args", ())
-    return any(map(isbox, values)) or any(map(isbox, tree_flatten(args)[0]))
+    return any(map(isbox, values)) or _traced_args(f)
+
+
+def _traced_args(f):
+    """Whether f's args hold a traced leaf; looked at once per solve (its args are fixed)."""
+    if not hasattr(f, "args"):
+        return False
+    if getattr(f, "traced_args", None) is None:
+        f.traced_args = any(map(isbox, tree_flatten(f.args)[0]))
+    return f.traced_args
 
 
 def _raw_dynamics(f):
     """f with raw args (the same counts), for what is never differentiated: Newton, J.
     Made once per solve (f's args are fixed for it), so that J's replay is kept."""
-    args = getattr(f, "args", None)
-    if args is None or not any(map(isbox, tree_flatten(args)[0])):
+    if not _traced_args(f):
         return f
     if getattr(f, "raw", None) is None:
-        leaves, treedef = tree_flatten(args)
+        leaves, treedef = tree_flatten(f.args)
         raw = tree_unflatten(treedef, [getval(x) for x in leaves])
         f.raw = Dynamics(f.func, raw, f.stats, f.sign, 0)
         f.raw.low = f.low  # the same precision of host times
@@ -780,10 +787,10 @@ def _raw_dynamics(f):
 
 
 def weighted_rms(x, weight):
-    """RMS of x·weight (weight = 1/scale) of raw 1-D arrays as a host float: the one
+    """RMS of x·weight (weight = 1/scale) of raw arrays as a host float: the one
     synchronisation of a Newton iteration. A BLAS dot (1 µs, where the loop's pairwise sum
     takes 6): Newton's estimates of its own error need no last bits."""
-    v = x * weight
+    v = (x * weight).reshape(-1)
     if v.dtype.kind == "c":
         v = abs(v)
     elif v.dtype.itemsize < 4:  # float16 squares overflow from 256 on
