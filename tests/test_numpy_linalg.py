@@ -292,3 +292,21 @@ def test_matmul_vjps_of_a_batch_through_a_weight_with_a_zero_size(sa, sb):
     numpy.testing.assert_array_equal(ga, numpy.ones(sb).sum(1) * numpy.ones(sa))
     rows = numpy.ones(sa).sum(axis=tuple(range(len(sa) - 1)))  # Σ over the batch and rows of a
     numpy.testing.assert_array_equal(gb, rows[:, None] * numpy.ones(sb))
+
+
+@pytest.mark.parametrize("dtype", [numpy.float64, numpy.float32])
+@pytest.mark.parametrize(
+    "sa, sb", [((20, 2), (2, 50)), ((20, 50), (50, 2)), ((1, 7), (7, 1)), ((20, 1, 2), (2, 50))]
+)
+def test_matmul_vjps_of_matrices_are_numpys_products_bit_for_bit(sa, sb, dtype):
+    # Where both factors are matrices the vjps use numpy.dot (cheaper than @ on small ones):
+    # the numbers must be matmul's own, G Bᵀ and Aᵀ G, to the last bit, in each layout
+    rng = numpy.random.default_rng(len(sa) + sb[1])
+    a, b = rng.normal(size=sa).astype(dtype), rng.normal(size=sb).astype(dtype)
+    g = rng.normal(size=sa[:-1] + sb[-1:]).astype(dtype)
+    for b_in in (b, numpy.asfortranarray(b)):
+        _, pull = tinyad.vjp(np.matmul, a, b_in)
+        ga, gb = pull(g)
+        rows = g.reshape(-1, sb[-1])
+        numpy.testing.assert_array_equal(ga, numpy.matmul(rows, b_in.T).reshape(sa))
+        numpy.testing.assert_array_equal(gb, numpy.matmul(a.reshape(-1, sa[-1]).T, rows))

@@ -667,7 +667,9 @@ def _matmul_vjp_a(g, ans, a, b):
         # (…, n, k) @ (k, m), a batch through a weight matrix: one GEMM over all rows of g
         # (a batched product runs one small GEMM per batch entry, about twice as slow).
         rows = (math.prod(a_shape[:-1]), _shape(g)[-1])  # not -1: g may have no entries
-        return reshape(matmul(reshape(g, rows), transpose(b)), a_shape)
+        return reshape(dot(reshape(g, rows), transpose(b)), a_shape)
+    if _ndim(b) == 2 and len(a_shape) == 2:
+        return dot(g, transpose(b))  # see _gemm_note
     return matmul(g, _swap(b))
 
 
@@ -682,8 +684,15 @@ def _matmul_vjp_b(g, ans, a, b):
         # (…, n, k) @ (k, m), e.g. a batch through a weight matrix: one GEMM over all rows
         # of a, instead of a batched product the core would then sum over the batch axes.
         n, k, m = math.prod(a_shape[:-1]), a_shape[-1], _shape(g)[-1]  # n, not -1: zero sizes
-        return matmul(transpose(reshape(a, (n, k))), reshape(g, (n, m)))
+        return dot(transpose(reshape(a, (n, k))), reshape(g, (n, m)))
+    if b_ndim == 2 and len(a_shape) == 2:
+        return dot(transpose(a), g)  # see _gemm_note
     return matmul(_swap(a), g)
+
+
+# _gemm_note: where both factors of a vjp's product are matrices (2-D), it is numpy.dot:
+# the same BLAS GEMM as matmul, with the same numbers, at two thirds of its cost on small
+# matrices (0.95 against 1.5 µs for (20, 2) · (2, 50)); an MLP's backward pass is mostly these.
 
 
 defvjp(matmul, _matmul_vjp_a, _matmul_vjp_b)
@@ -1175,6 +1184,7 @@ for _prim, _form in [
 # many positional arguments as the method takes alike (transpose(x, None): x alone).
 for _prim, _arity in [
     (reshape, 2), (ravel, 2), (squeeze, 2), (transpose, 1), (swapaxes, 3), (sum, 3), (mean, 3),
+    (dot, 2),
 ]:  # fmt: skip
     _prim.method = (_prim.name, _arity)
 
