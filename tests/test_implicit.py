@@ -961,9 +961,12 @@ def test_adjoint_reads_z_along_a_forward_resolve(method):
     knot = path.knots[len(path.knots) // 2]
     k = path.starts.index(knot)
     onp.testing.assert_allclose(path(knot), path(knot * (1 + 1e-13)), rtol=1e-10)
-    s0, h, y, K = path.steps[k - 1]  # the step that ends at the knot
+    s0, h, y, K = path.steps[k - 1]  # the step that ends at the knot, at its θ there: (knot −
+    # s0)/h, 1 to rounding (not exactly 1: s0 + h rounds), where the step after it has θ = 0
+    theta = (path.sign * knot - s0) / h
+    assert abs(theta - 1.0) < 1e-12
     onp.testing.assert_array_equal(
-        path(knot), path.run.rk.interpolate(path.run.f, s0, y, h, K, 1.0)
+        path(knot), path.run.rk.interpolate(path.run.f, s0, y, h, K, theta)
     )
 
 

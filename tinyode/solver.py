@@ -77,6 +77,8 @@ def sum_of_squares(x):
     v = x.reshape(-1)
     if v.dtype.kind == "c":
         v = abs(v)
+    if v.dtype.itemsize >= 8:
+        return v.dot(v)  # a BLAS dot: in float64 its rounding is far below what a norm needs
     if v.dtype.itemsize < 4:  # float16 sums in float32, as numpy.mean does: 2^16 overflows
         v = v.astype("float32")
     return (v * v).sum()  # numpy's pairwise sum: a BLAS dot rounds float32 worse
