@@ -597,3 +597,22 @@ def test_a_matrix_subclass_keeps_numpy_multiply():
         out, pull = f_vjp(x)
         pull(numpy.asarray(numpy.ones((2, 2))).view(numpy.matrix))
     numpy.testing.assert_array_equal(numpy.asarray(out), numpy.multiply(x, x))
+
+
+@pytest.mark.parametrize(
+    "f",
+    [lambda y, k: np.dot(k, y), lambda y, k: np.dot(y[0], y * k), lambda y, k: np.dot(y, y) * k],
+)
+def test_dot_is_written_as_a_method_only_where_its_first_factor_has_one(f):
+    # The compiled programs write dot as a.dot(b), but a numpy scalar (a float k, an entry
+    # y[0]) has no .dot: there it stays numpy.dot, and every call equals tinyad.vjp's
+    f_vjp = Replay(f)
+    for k in (0.5, 1.5, -2.0):
+        y = numpy.array([1.0, 2.0]) * k
+        out, pull = f_vjp(y, k)
+        want_out, want_pull = tinyad.vjp(f, y, k)
+        g = numpy.ones_like(numpy.asarray(want_out))
+        numpy.testing.assert_array_equal(out, want_out)
+        for x, w in zip(pull(g), want_pull(g)):
+            numpy.testing.assert_array_equal(x, w)
+    assert f_vjp.pullback  # compiled, and run by the last calls

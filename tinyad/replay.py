@@ -504,7 +504,13 @@ def _as_method(prim, args, parents, kwargs):
     that argument traced and an array (fun converts anything else first)."""
     if prim.method is None or len(args) > prim.method[1] or "saved" in kwargs:
         return False
-    return any(n == 0 for n, _ in parents) and hasattr(args[0], "shape")
+    # an array, or a numpy scalar where it has the method too (it has no .dot)
+    first = args[0]
+    return (
+        any(n == 0 for n, _ in parents)
+        and hasattr(first, "shape")
+        and hasattr(first, prim.method[0])
+    )
 
 
 def _plain(x):
