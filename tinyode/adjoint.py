@@ -254,7 +254,7 @@ def _any_traced(*trees):
 
 
 def _backward_solve(problem, v, t, i, args, options, knots=()):
-    """(the augmented state at t_{i-1}, info), solved from v, the flat state at t_i, by
+    """(the flat augmented state at t_{i-1}, info), solved from v, the flat state at t_i, by
     odeint's own solve (`problem`: the augmented dynamics on the state's layout) in this
     gradient mode, so that the backward pass is differentiable in turn. The solve lands on
     the `knots` between them too (where the dynamics is not smooth)."""
